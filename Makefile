@@ -1,0 +1,29 @@
+# pose-runner: `make demo` runs the main job, `make test` the tests; both set up
+# .venv first (scripts/setup.sh, idempotent: seconds when already done).
+PY := .venv/bin/python
+DATA ?= ../shared/data
+
+.PHONY: setup demo test bench doctor lock
+
+setup:
+	@scripts/setup.sh
+
+# body_rtmpose on the COCO sample images. Uses the official checkpoints when
+# they can be downloaded (or are in download.mirror); otherwise makes local ones.
+demo: setup
+	@scripts/demo.sh $(DATA)/coco
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m benchmarks.compare
+
+doctor: setup
+	$(PY) -m runner.doctor
+
+# Re-freeze requirements.lock from the working .venv.
+lock:
+	@{ sed -n '1,/^[^#]/{/^#/p}' requirements.lock; \
+	  $(PY) -m pip freeze --all --disable-pip-version-check | grep -vE '^(pip|pose-runner)==| @ ' | LC_ALL=C sort -f; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock
