@@ -1,0 +1,3 @@
+from runner.cache.store import EntryKey, Store
+
+__all__ = ["EntryKey", "Store"]

@@ -1,0 +1,148 @@
+"""The on-disk stage cache.
+
+An entry holds a stage's result for one unit of work (an image, a video frame,
+one box of an image) as named numpy arrays in a safetensors file: no pickle.
+Its key is the hash of exactly what the stage consumed, kept as separate
+components so a miss can be explained:
+
+    input   the unit's content (image bytes; video hash + frame index; + the box)
+    model   the checkpoint's sha256
+    params  the stage's own parameters (and the model config it runs)
+    code    the stage's code version and the library versions that change its numbers
+
+Layout: <root>/<stage>/<input[:2]>/<input>/<digest>.safetensors, so all entries
+for one input sit in one folder (that is what `explain` compares against).
+Writes are atomic (temp + rename); each entry carries a sha256 of its arrays,
+checked on read; a damaged entry is dropped with a warning and recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from filelock import FileLock
+from safetensors import safe_open
+from safetensors.numpy import save as save_safetensors
+
+from runner import atomic
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".safetensors"
+COMPONENTS = ("model", "params", "code")
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    stage: str
+    input: str
+    model: str
+    params: str
+    code: str
+
+    @property
+    def digest(self) -> str:
+        text = "|".join((self.stage, self.input, self.model, self.params, self.code))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------
+    def path(self, key: EntryKey) -> Path:
+        return self.root / key.stage / key.input[:2] / key.input / f"{key.digest}{SUFFIX}"
+
+    def lock(self, key: EntryKey) -> FileLock:
+        return atomic.lock(self.root / ".locks" / key.digest[:2] / f"{key.digest}.lock")
+
+    # -- entries -------------------------------------------------------------
+    def get(self, key: EntryKey) -> dict[str, np.ndarray] | None:
+        path = self.path(key)
+        try:
+            with safe_open(str(path), framework="np") as f:
+                meta = f.metadata() or {}
+                arrays = {name: f.get_tensor(name) for name in f.keys()}
+        except FileNotFoundError:
+            return None
+        except Exception as err:  # truncated or garbled file
+            return self._drop(path, f"unreadable ({err})")
+        if meta.get("sha256") != arrays_checksum(arrays):
+            return self._drop(path, "checksum mismatch")
+        return arrays
+
+    def put(self, key: EntryKey, arrays: dict[str, np.ndarray], label: str = "") -> None:
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        meta = {**asdict(key), "label": label, "sha256": arrays_checksum(arrays),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        atomic.write_bytes(self.path(key), save_safetensors(arrays, metadata=meta))
+
+    def _drop(self, path: Path, why: str) -> None:
+        log.warning("cache entry %s is damaged (%s): recomputing it", path, why)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return None
+
+    # -- inspection ----------------------------------------------------------
+    def siblings(self, key: EntryKey) -> list[dict]:
+        """Metadata of the other entries computed from the same input."""
+        folder = self.path(key).parent
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(SUFFIX)]
+        except FileNotFoundError:
+            return []
+        return [m for m in (read_metadata(folder / n) for n in names) if m]
+
+    def explain_miss(self, key: EntryKey) -> str:
+        """Why `key` is not cached: which component differs from the closest
+        entry made from the same input."""
+        others = self.siblings(key)
+        if not others:
+            return "new input"
+        wanted = asdict(key)
+        diffs = [{c for c in COMPONENTS if m.get(c) != wanted[c]} for m in others]
+        closest = min(diffs, key=len)
+        if not closest:  # same key, file vanished meanwhile
+            return "new input"
+        reasons = {"model": "changed checkpoint", "params": "changed parameter",
+                   "code": "changed code"}
+        return " + ".join(reasons[c] for c in COMPONENTS if c in closest)
+
+    def entries(self) -> Iterator[tuple[Path, os.stat_result]]:
+        if not self.root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d != ".locks"]
+            for name in filenames:
+                if name.endswith(SUFFIX):
+                    path = Path(dirpath) / name
+                    try:
+                        yield path, path.stat()
+                    except FileNotFoundError:
+                        continue
+
+
+def read_metadata(path: Path) -> dict | None:
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return f.metadata() or {}
+    except Exception:
+        return None

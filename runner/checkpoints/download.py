@@ -1,0 +1,168 @@
+"""Resolve a model's checkpoint (URL, local path, or offline mirror) to a
+verified file in the checkpoint cache.
+
+OpenMMLab publishes checkpoints under names that end in the first hex digits
+of their sha256 (`...-e48f03d0_20230504.pth`, `...-235e8209.pth`); every file
+with such a name is checked against it. Downloads go to a `.part` file that is
+resumed (HTTP Range) after an interruption and renamed into place only once
+verified, under a lock, so parallel runs fetch each file once.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from tqdm import tqdm
+
+from runner import atomic
+from runner.errors import RunnerError
+from runner.hashing import FileHasher, sha256_file
+
+log = logging.getLogger(__name__)
+
+_SUFFIX = re.compile(r"[-_]([0-9a-f]{7,8})(?:_(\d{8}))?\.pth$")
+_CHUNK = 1 << 20
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    """The sha256 prefix an OpenMMLab file name carries, if it carries one.
+    A bare date (`...-20231122.pth`, as some RTMW files are named) is not a hash."""
+    found = _SUFFIX.search(file_name)
+    if not found:
+        return None
+    prefix, date = found.groups()
+    if date is None and _is_date(prefix):
+        return None
+    return prefix
+
+
+def _is_date(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y%m%d")
+        return True
+    except ValueError:
+        return False
+
+
+def is_url(spec: str) -> bool:
+    return urlparse(spec).scheme in ("http", "https")
+
+
+def file_name_of(spec: str) -> str:
+    return Path(unquote(urlparse(spec).path)).name if is_url(spec) else Path(spec).name
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    sha256: str
+    origin: str      # "cache", "mirror", "download" or "local"
+    spec: str        # what the model entry asked for (URL or path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+class ChecksumMismatch(RunnerError):
+    pass
+
+
+class CheckpointResolver:
+    def __init__(self, cache_dir: str | Path, mirror: str | Path | None = None,
+                 timeout_s: float = 30, hasher: FileHasher | None = None):
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.mirror = Path(mirror).expanduser() if mirror else None
+        self.timeout_s = timeout_s
+        self.hasher = hasher or FileHasher(None)
+        if self.mirror is not None and not self.mirror.is_dir():
+            raise RunnerError(f"download.mirror={mirror} is not a folder: pass a folder that "
+                              "holds checkpoints under their official file names")
+
+    def resolve(self, spec: str, owner: str, fetch: bool = True) -> Checkpoint | None:
+        """`owner` names the config key to override (e.g. `pose.model`) in messages.
+        With fetch=False (dry runs) nothing is downloaded; None when not at hand."""
+        if not is_url(spec):
+            return self._local(spec, owner)
+        name = file_name_of(spec)
+        cached = self.cache_dir / name
+        if cached.is_file():
+            try:
+                return Checkpoint(cached, self._verified(cached), "cache", spec)
+            except ChecksumMismatch as err:
+                log.warning("%s; fetching it again", err)
+                cached.unlink()
+        if self.mirror is not None and (self.mirror / name).is_file():
+            source = self.mirror / name
+            digest = self._verified(source)
+            with atomic.atomic_path(cached) as tmp:
+                shutil.copyfile(source, tmp)
+            return Checkpoint(cached, digest, "mirror", spec)
+        if not fetch:
+            return None
+        with atomic.lock(self.cache_dir / ".locks" / f"{name}.lock"):
+            if cached.is_file():  # another process fetched it while we waited
+                return Checkpoint(cached, self._verified(cached), "cache", spec)
+            self._download(spec, cached, owner)
+            return Checkpoint(cached, self._verified(cached), "download", spec)
+
+    # -- helpers -------------------------------------------------------------
+    def _local(self, spec: str, owner: str) -> Checkpoint:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}.checkpoint=PATH_OR_URL")
+        return Checkpoint(path.resolve(), self._verified(path), "local", spec)
+
+    def _verified(self, path: Path) -> str:
+        digest = self.hasher.sha256(path)
+        prefix = expected_hash_prefix(path.name)
+        if prefix is not None and not digest.startswith(prefix):
+            raise ChecksumMismatch(
+                f"checkpoint {path} is corrupt: its sha256 starts with {digest[:8]}, but its "
+                f"name says {prefix}; delete it and re-run to fetch it again")
+        return digest
+
+    def _download(self, url: str, dest: Path, owner: str) -> None:
+        part = dest.with_name(dest.name + ".part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                resumed = have and response.status == 206
+                total = response.length
+                mode = "ab" if resumed else "wb"
+                done = have if resumed else 0
+                with open(part, mode) as out, tqdm(
+                        total=(total + done) if total else None, initial=done, unit="B",
+                        unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as err:
+            if not (err.code == 416 and have):  # 416: the .part is already whole
+                raise _unreachable(url, f"HTTP {err.code} {err.reason}", dest, owner) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise _unreachable(url, getattr(err, "reason", None) or err, dest, owner) from None
+        prefix = expected_hash_prefix(dest.name)
+        digest = sha256_file(part)
+        if prefix is not None and not digest.startswith(prefix):
+            part.unlink()
+            raise ChecksumMismatch(
+                f"downloaded {url} but its sha256 starts with {digest[:8]}, not {prefix} as its "
+                "name says: the server sent a different file; re-run to try again, or use "
+                "download.mirror=FOLDER with a verified copy")
+        part.replace(dest)
+        log.info("downloaded %s", dest)
+
+
+def _unreachable(url: str, reason, dest: Path, owner: str) -> RunnerError:
+    return RunnerError(f"cannot download {url} ({reason}): put {dest.name} in a folder and pass "
+                       f"download.mirror=FOLDER, or pass {owner}.checkpoint=PATH")

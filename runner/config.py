@@ -1,0 +1,85 @@
+"""Composing configs (conf/ + recipes/) outside Hydra's own entry point, and
+turning Hydra's composition errors into one line that names the valid choices."""
+from __future__ import annotations
+
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import RunnerError
+from runner.paths import CONF_DIR
+
+HYDRA_FLAGS_WE_CHECK = {"-m", "--multirun"}
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:
+            return compose(config_name="config", overrides=list(overrides))
+        except Exception as err:
+            raise RunnerError(one_line(err)) from None
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def one_line(err: Exception) -> str:
+    text = str(err)
+    missing = re.search(r"Could not find '([^']+)'", text)
+    if missing:
+        group, _, name = missing.group(1).rpartition("/")
+        if group and (CONF_DIR / group).is_dir():
+            return (f"unknown {group} {name!r}: choose one of {', '.join(options(group))} "
+                    "(python -m runner --help lists them)")
+    key = re.search(r"Could not override '([^']+)'", text) or \
+        re.search(r"Key '([^']+)' is not in struct", text)
+    if key:
+        return _unknown_key(key.group(1), text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _unknown_key(key: str, text: str) -> str:
+    full = re.search(r"full_key: (\S+)", text)
+    key = full.group(1) if full else key
+    parent, _, _ = key.rpartition(".")
+    try:
+        base = compose_config([])
+    except RunnerError:
+        return f"unknown key {key!r}"
+    node = OmegaConf.select(base, parent) if parent else base
+    if isinstance(node, DictConfig):
+        where = f"'{parent}'" if parent else "the top level"
+        return f"unknown key {key!r}: {where} has {', '.join(str(k) for k in node.keys())}"
+    return f"unknown key {key!r}"
+
+
+def quote(value: str) -> str:
+    """A value safe inside a Hydra override (paths with spaces, commas, '=')."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def validate_cli(args: list[str]) -> None:
+    """Compose every job the command line asks for (a sweep's included) before
+    Hydra starts, so a bad recipe, model or key fails in one line, before any
+    job has run. Hydra's own flags (--help, --cfg, ...) are left to Hydra."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in args):
+        return
+    overrides = [a for a in args if not a.startswith("-")
+                 and not a.lstrip("+~").startswith("hydra")]
+    if not set(args) & HYDRA_FLAGS_WE_CHECK:
+        compose_config(overrides)
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as err:
+        raise RunnerError(one_line(err)) from None
+    for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None):
+        for job in batch:
+            compose_config(job)

@@ -1,0 +1,233 @@
+"""Inputs and their unit of work, the Item: one image file, one video frame or
+one webcam frame. An item's `content_key` identifies its pixels' source by
+content (file bytes, or the video's hash + frame index), never by path or mtime."""
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from runner.errors import RunnerError
+from runner.hashing import FileHasher, sha256_bytes
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+class BadItem(RunnerError):
+    """One input item could not be read; the run goes on without it."""
+
+
+@dataclass
+class Item:
+    id: str                      # stable name: "000000000785.jpg", "demo.mp4#000012"
+    source: str                  # the file (or webcam) it comes from
+    content_key: str             # sha256 hex of what the pixels are decoded from
+    frame_index: int | None = None
+    data: bytes | None = field(default=None, repr=False)      # encoded image file
+    error: str | None = None     # why it could not be read, if it could not
+    _image: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe name for this item's outputs."""
+        name = Path(self.source).stem
+        return name if self.frame_index is None else f"{name}_{self.frame_index:06d}"
+
+    def image(self) -> np.ndarray:
+        """The BGR image, decoded once (as mmcv.imfrombytes does: cv2, colour)."""
+        if self._image is None:
+            if self.error or self.data is None:
+                raise BadItem(self.error or f"{self.source}: no image data")
+            img = cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise BadItem(f"cannot decode image {self.source}: the file is corrupt or not an "
+                              "image; replace or remove it and re-run (finished items are kept)")
+            self._image = img
+        return self._image
+
+    def release(self) -> None:
+        """Drop pixels and bytes once the item's chunk is done (bounded memory)."""
+        self._image = None
+        self.data = None
+
+
+def decode_all(items: Iterable[Item], pool: ThreadPoolExecutor | None = None) -> None:
+    """Decode several items at once (cv2 releases the GIL while decoding)."""
+    items = [i for i in items if i._image is None]
+    if pool is None or len(items) < 2:
+        for item in items:
+            item.image()
+    else:
+        list(pool.map(Item.image, items))
+
+
+# -- sources -------------------------------------------------------------------
+
+class Source:
+    """An ordered stream of items."""
+    kind: str = ""
+    name: str = ""
+
+    def __iter__(self) -> Iterator[Item]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": self.name}
+
+
+class ImageFiles(Source):
+    kind = "images"
+
+    def __init__(self, paths: list[Path], root: Path | None, hasher: FileHasher):
+        self.paths, self.root, self.hasher = paths, root, hasher
+        self.name = str(root if root is not None else paths[0])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[Item]:
+        for path in self.paths:
+            item_id = str(path.relative_to(self.root)) if self.root else path.name
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                yield Item(id=item_id, source=str(path), content_key="",
+                           error=f"cannot read {path}: {err.strerror}; check its permissions and re-run")
+                continue
+            yield Item(id=item_id, source=str(path), content_key=sha256_bytes(data), data=data)
+
+
+class VideoFrames(Source):
+    kind = "video"
+
+    def __init__(self, path: Path, hasher: FileHasher, max_frames: int | None = None):
+        self.path, self.max_frames = path, max_frames
+        self.name = str(path)
+        self.video_key = hasher.sha256(path)
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise RunnerError(f"cannot open video {path}: the file is corrupt or its codec is "
+                              "not supported by OpenCV; convert it (e.g. to H.264 .mp4) and re-run")
+        self.fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+
+    def __len__(self) -> int:
+        n = self.frame_count
+        return min(n, self.max_frames) if self.max_frames else n
+
+    def __iter__(self) -> Iterator[Item]:
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            for index in itertools.count():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
+                yield Item(id=f"{self.path.name}#{index:06d}", source=str(self.path),
+                           content_key=key, frame_index=index, _image=frame)
+        finally:
+            cap.release()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
+
+
+class Webcam(Source):
+    """Live frames; each frame is keyed by the hash of its pixels."""
+    kind = "webcam"
+
+    def __init__(self, index: int, max_frames: int | None = None):
+        self.index, self.max_frames = index, max_frames
+        self.name = f"webcam:{index}"
+        self.fps = 25.0
+
+    def __iter__(self) -> Iterator[Item]:
+        cap = cv2.VideoCapture(self.index)
+        if not cap.isOpened():
+            raise RunnerError(f"cannot open webcam {self.index}: no camera at that index; "
+                              "check the device (ls /dev/video*) or pass input=webcam:N")
+        try:
+            for index in itertools.count():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield Item(id=f"webcam{self.index}#{index:06d}", source=self.name,
+                           content_key=sha256_bytes(frame.tobytes()), frame_index=index,
+                           _image=frame)
+        finally:
+            cap.release()
+
+
+def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None) -> Source:
+    """An image, a folder of images, a video file, or `webcam` / `webcam:N`."""
+    spec = str(spec)
+    if spec == "webcam" or spec.startswith("webcam:"):
+        index = spec.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise RunnerError(f"input={spec}: the webcam index must be a number, e.g. input=webcam:0")
+        return Webcam(int(index), max_frames)
+    path = Path(spec).expanduser()
+    hint = "pass input=PATH to an image, a folder of images, a video file, or webcam[:N]"
+    if not path.exists():
+        raise RunnerError(f"input {spec} does not exist: {hint}")
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        if not images:
+            raise RunnerError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTS))}): {hint}")
+        return ImageFiles(images, path, hasher)
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTS:
+        return VideoFrames(path, hasher, max_frames)
+    if suffix in IMAGE_EXTS:
+        return ImageFiles([path], None, hasher)
+    raise RunnerError(f"input {spec} is neither an image ({', '.join(sorted(IMAGE_EXTS))}) "
+                      f"nor a video ({', '.join(sorted(VIDEO_EXTS))}): {hint}")
+
+
+def prefetch(items: Iterable[Item], depth: int = 16) -> Iterator[Item]:
+    """Read (and hash, and for videos decode) items in a background thread,
+    ahead of the model."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as err:  # surfaced in the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is done:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()

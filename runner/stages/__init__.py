@@ -1,0 +1,1 @@
+"""The steps a recipe chains: download -> detect -> pose -> visualize -> export."""
