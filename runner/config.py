@@ -15,11 +15,12 @@ HYDRA_FLAGS_WE_CHECK = {"-m", "--multirun"}
 def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides))
-        except Exception as err:
-            raise RunnerError(one_line(err)) from None
+    except Exception as err:
+        failure = err
+    raise RunnerError(one_line(failure)) from None
 
 
 def options(group: str) -> list[str]:

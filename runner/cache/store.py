@@ -85,6 +85,10 @@ class Store:
             return self._drop(path, f"unreadable ({err})")
         if meta.get("sha256") != arrays_checksum(arrays):
             return self._drop(path, "checksum mismatch")
+        try:
+            os.utime(path)  # last use, for `gc --max-size` (least recently used first)
+        except OSError:
+            pass
         return arrays
 
     def put(self, key: EntryKey, arrays: dict[str, np.ndarray], label: str = "") -> None:

@@ -1,0 +1,131 @@
+"""Cache management.
+
+    python -m runner.cache info                      # entries and size per stage and model
+    python -m runner.cache gc --max-size 5G          # drop least recently used entries
+    python -m runner.cache gc --older-than 30d       # drop entries unused for 30 days
+    python -m runner.cache clear [--checkpoints]      # drop every entry (and checkpoints)
+
+The cache folder is cache.dir of the config ($POSE_RUNNER_CACHE, default
+~/.cache/pose-runner); --dir picks another.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from runner.cache.store import Store, read_metadata
+from runner.errors import RunnerError
+from runner.report import table
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.I)
+    if not found:
+        raise RunnerError(f"--max-size {text!r}: give a size like 500M or 5G")
+    return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
+
+
+def parse_age(text: str) -> float:
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text, re.I)
+    if not found:
+        raise RunnerError(f"--older-than {text!r}: give an age like 12h, 30d or 2w")
+    return float(found.group(1)) * _AGES[found.group(2).lower()]
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def default_dir() -> Path:
+    from runner.config import compose_config
+    return Path(str(compose_config([]).cache.dir)).expanduser()
+
+
+def info(root: Path) -> str:
+    store = Store(root / "stages")
+    groups: dict = defaultdict(lambda: [0, 0])
+    for path, st in store.entries():
+        meta = read_metadata(path) or {}
+        key = (meta.get("stage", path.relative_to(store.root).parts[0]), meta.get("label", "?"))
+        groups[key][0] += 1
+        groups[key][1] += st.st_size
+    rows = [[stage, label, n, human(size)] for (stage, label), (n, size) in sorted(groups.items())]
+    checkpoints = [p for p in (root / "checkpoints").glob("*") if p.is_file()]
+    rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
+    total = sum(s for _, s in groups.values()) + sum(p.stat().st_size for p in checkpoints)
+    return f"cache: {root}\n" + table(["stage", "model", "entries", "size"], rows) + \
+        f"\ntotal: {human(total)}"
+
+
+def gc(root: Path, max_size: int | None, older_than: float | None) -> tuple[int, int]:
+    """Remove entries unused for `older_than` seconds, then the least recently
+    used ones until the entries fit in `max_size` bytes. Returns (removed, bytes)."""
+    store = Store(root / "stages")
+    entries = sorted(store.entries(), key=lambda e: e[1].st_mtime)  # oldest first (hits touch)
+    now, removed, freed = time.time(), 0, 0
+    total = sum(st.st_size for _, st in entries)
+    for path, st in entries:
+        too_old = older_than is not None and now - st.st_mtime > older_than
+        too_big = max_size is not None and total > max_size
+        if not (too_old or too_big):
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed, freed, total = removed + 1, freed + st.st_size, total - st.st_size
+    return removed, freed
+
+
+def clear(root: Path, checkpoints: bool) -> None:
+    shutil.rmtree(root / "stages", ignore_errors=True)
+    shutil.rmtree(root / "memo", ignore_errors=True)
+    if checkpoints:
+        shutil.rmtree(root / "checkpoints", ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m runner.cache",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", help="cache folder (default: cache.dir of the config)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="entries and size per stage and model")
+    collect = sub.add_parser("gc", help="remove old or least recently used entries")
+    collect.add_argument("--max-size", help="keep the entries under this size (500M, 5G)")
+    collect.add_argument("--older-than", help="remove entries unused this long (12h, 30d)")
+    wipe = sub.add_parser("clear", help="remove every entry")
+    wipe.add_argument("--checkpoints", action="store_true", help="also the downloaded checkpoints")
+    args = parser.parse_args(argv)
+    try:
+        root = Path(args.dir).expanduser() if args.dir else default_dir()
+        if args.command == "info":
+            print(info(root))
+        elif args.command == "gc":
+            if not (args.max_size or args.older_than):
+                raise RunnerError("gc needs --max-size SIZE and/or --older-than AGE")
+            n, freed = gc(root, args.max_size and parse_size(args.max_size),
+                          args.older_than and parse_age(args.older_than))
+            print(f"removed {n} entries ({human(freed)})")
+        else:
+            clear(root, args.checkpoints)
+            print(f"cleared {root}" + (" (checkpoints too)" if args.checkpoints else ""))
+    except RunnerError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""body_rtmpose end to end: parity with MMPose's own inference, and the cache
+computing only what changed (model calls counted at the model boundary)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import runner
+from conftest import COCO, ROOT
+
+
+@pytest.fixture
+def body(make_checkpoint, cache_dir, tmp_path):
+    """run(input, *overrides) with RTMDet-nano + RTMPose-t, local checkpoints,
+    served over HTTP, and this test's cache."""
+    det = make_checkpoint("rtmdet_nano_person")
+    pose = make_checkpoint("rtmpose_t")
+    runs = iter(range(1000))
+
+    def run(input, *overrides, det_url=det[1], pose_url=pose[1]):
+        args = ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+                f"cache.dir={cache_dir}", f"detect.model.checkpoint={det_url}",
+                f"pose.model.checkpoint={pose_url}", *overrides]
+        return runner.run(recipe="body_rtmpose", input=input, overrides=args,
+                          output_dir=tmp_path / "runs" / str(next(runs)))
+
+    run.det, run.pose = det, pose
+    return run
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """Three COCO images in a folder the test may edit."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted(COCO.glob("*.jpg"))[:3]:
+        shutil.copy(path, folder)
+    return folder
+
+
+def computed(result, stage):
+    return result.stages[stage]["computed"]
+
+
+def assert_same_records(a: list[dict], b: list[dict], atol=1e-4):
+    """Equal up to float noise (a batch of 1 and a batch of 16 round differently)."""
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    for x, y in zip(a, b):
+        assert len(x["instances"]) == len(y["instances"])
+        for i, j in zip(x["instances"], y["instances"]):
+            assert i.keys() == j.keys()
+            for key in i:
+                np.testing.assert_allclose(i[key], j[key], atol=atol)
+
+
+def n_boxes(result) -> int:
+    return sum(len(r["instances"]) for r in result.records)
+
+
+# -- parity ---------------------------------------------------------------------
+
+def reference_boxes(det_model, image_path, bbox_thr=0.3, nms_thr=0.3):
+    """MMPose's topdown_demo_with_mmdet.py: inference_detector, then category,
+    score and NMS filtering."""
+    from mmdet.apis import inference_detector
+    from mmpose.evaluation.functional import nms
+    pred = inference_detector(det_model, str(image_path)).pred_instances.cpu().numpy()
+    boxes = np.concatenate((pred.bboxes, pred.scores[:, None]), axis=1)
+    boxes = boxes[np.logical_and(pred.labels == 0, pred.scores > bbox_thr)]
+    return boxes[nms(boxes, nms_thr)]
+
+
+@pytest.mark.parametrize("det_name,pose_name,bbox_thr", [
+    ("rtmdet_nano_person", "rtmpose_t", 0.3),
+    ("rtmdet_m_person", "rtmpose_m", 0.8),  # the guide's pair; fewer boxes keep it quick
+])
+def test_parity_with_mmdet_and_mmpose(make_checkpoint, cache_dir, tmp_path, det_name, pose_name, bbox_thr):
+    from mmdet.apis import init_detector
+    from mmpose.apis import inference_topdown, init_model
+    from runner.models.loading import resolve_config_path
+    from runner.models.registry import load_entry
+
+    (det_path, det_url), (pose_path, pose_url) = make_checkpoint(det_name), make_checkpoint(pose_name)
+    result = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "out", overrides=[
+        f"detect/model={det_name}", f"pose/model={pose_name}", f"cache.dir={cache_dir}",
+        f"detect.model.checkpoint={det_url}", f"pose.model.checkpoint={pose_url}",
+        f"detect.bbox_thr={bbox_thr}", "detect.batch_size=1"])
+
+    from mmpose.utils import adapt_mmdet_pipeline
+    det_model = init_detector(str(resolve_config_path(load_entry(det_name).config)), str(det_path), device="cpu")
+    det_model.cfg = adapt_mmdet_pipeline(det_model.cfg)  # as topdown_demo_with_mmdet.py does
+    pose_model = init_model(str(resolve_config_path(load_entry(pose_name).config)), str(pose_path), device="cpu")
+    total = 0
+    for record in result.records:
+        image = record["source"]
+        ref = reference_boxes(det_model, image, bbox_thr=bbox_thr)
+        ours = np.array([i["bbox"] + [i["bbox_score"]] for i in record["instances"]]).reshape(-1, 5)
+        np.testing.assert_array_equal(ours, ref.astype(np.float32).astype(np.float64))
+        if not len(ref):
+            continue
+        ref_poses = inference_topdown(pose_model, image, ref[:, :4])
+        for inst, sample in zip(record["instances"], ref_poses):
+            np.testing.assert_allclose(inst["keypoints"], sample.pred_instances.keypoints[0], atol=1e-4)
+            np.testing.assert_allclose(inst["keypoint_scores"], sample.pred_instances.keypoint_scores[0], atol=1e-5)
+        total += len(ref)
+    assert total > 0, "no person was detected: the parity check compared nothing"
+
+
+def test_batched_detection_matches_within_float_tolerance(body, forwards):
+    one = body(COCO, "detect.batch_size=1", "cache.refresh=true")
+    four = body(COCO, "detect.batch_size=4", "cache.refresh=true")
+    assert forwards["RTMDet"] == 8
+    for a, b in zip(one.records, four.records):
+        assert len(a["instances"]) == len(b["instances"])
+        for x, y in zip(a["instances"], b["instances"]):
+            np.testing.assert_allclose(x["bbox"], y["bbox"], atol=0.05)
+            np.testing.assert_allclose(x["bbox_score"], y["bbox_score"], atol=1e-3)
+
+
+# -- the cache computes only what changed -------------------------------------------
+
+def test_second_identical_run_runs_no_model(body, photos, forwards):
+    first = body(photos)
+    assert forwards["RTMDet"] == 3 and forwards["TopdownPoseEstimator"] == n_boxes(first) > 0
+    plan = body(photos, "dry_run=true")
+    assert "would_compute" not in plan.stages["detect"] and "would_compute" not in plan.stages["pose"]
+    forwards.clear()
+    second = body(photos)
+    assert forwards == {}
+    assert computed(second, "detect") == computed(second, "pose") == 0
+    assert second.stages["pose"]["cache_hits"] == n_boxes(first)
+    assert second.records == first.records
+
+
+def test_lower_bbox_thr_runs_pose_only_on_new_boxes(body, photos, forwards):
+    strict = body(photos, "detect.bbox_thr=0.6")
+    forwards.clear()
+    plan = body(photos, "detect.bbox_thr=0.3", "dry_run=true")
+    assert forwards == {}
+    loose = body(photos, "detect.bbox_thr=0.3")
+    new_boxes = n_boxes(loose) - n_boxes(strict)
+    assert new_boxes > 0
+    assert forwards["RTMDet"] == 0
+    assert forwards["TopdownPoseEstimator"] == computed(loose, "pose") == new_boxes
+    assert plan.stages["pose"]["would_compute"] == {"new input": new_boxes}
+    assert plan.stages["detect"]["cache_hits"] == 3
+
+
+def test_kpt_thr_change_runs_no_model(body, photos, forwards):
+    body(photos)
+    forwards.clear()
+    plan = body(photos, "visualize.kpt_thr=0.05", "dry_run=true")
+    assert plan.stages["visualize"]["would_compute"] == {"changed parameter": 3}
+    redrawn = body(photos, "visualize.kpt_thr=0.05")
+    assert forwards == {}
+    assert computed(redrawn, "visualize") == 3
+
+
+def test_new_checkpoint_recomputes_what_it_feeds(body, photos, forwards, make_checkpoint):
+    first = body(photos)
+    other_pose = make_checkpoint("rtmpose_t", seed=1)[1]
+    forwards.clear()
+    plan = body(photos, "dry_run=true", pose_url=other_pose)
+    assert plan.stages["download"]["would_compute"] == {"not downloaded yet": 1}
+    assert plan.stages["pose"]["would_compute"] == {"checkpoint not downloaded yet": n_boxes(first)}
+    new_pose = body(photos, pose_url=other_pose)
+    assert forwards["RTMDet"] == 0 and forwards["TopdownPoseEstimator"] == n_boxes(first)
+    assert new_pose.records != first.records
+    forwards.clear()
+    new_det = body(photos, det_url=make_checkpoint("rtmdet_nano_person", seed=1)[1])
+    assert forwards["RTMDet"] == 3 and computed(new_det, "detect") == 3
+    assert forwards["TopdownPoseEstimator"] == computed(new_det, "pose") == n_boxes(new_det)
+
+
+def test_changed_checkpoint_is_explained(body, photos, make_checkpoint):
+    first = body(photos)
+    local = make_checkpoint("rtmpose_t", seed=1)[0]  # a local path: no download needed
+    plan = body(photos, "dry_run=true", pose_url=str(local))
+    assert plan.stages["pose"]["would_compute"] == {"changed checkpoint": n_boxes(first)}
+    assert "would_compute" not in plan.stages["detect"]
+
+
+def test_changed_code_is_explained(body, photos, monkeypatch):
+    from runner.stages.pose import TopdownPose
+    first = body(photos)
+    monkeypatch.setattr(TopdownPose, "code_version", TopdownPose.code_version + 1)
+    plan = body(photos, "dry_run=true")
+    assert plan.stages["pose"]["would_compute"] == {"changed code": n_boxes(first)}
+    assert "would_compute" not in plan.stages["detect"]
+
+
+def test_edited_image_recomputes_only_that_image(body, photos, forwards):
+    first = body(photos)
+    edited = sorted(photos.glob("*.jpg"))[1]
+    image = cv2.imread(str(edited))
+    cv2.rectangle(image, (10, 10), (200, 200), (0, 0, 255), -1)
+    cv2.imwrite(str(edited), image)
+    forwards.clear()
+    plan = body(photos, "dry_run=true")
+    assert plan.stages["detect"]["would_compute"] == {"new input": 1}
+    again = body(photos)
+    assert forwards["RTMDet"] == 1 and computed(again, "detect") == 1
+    edited_boxes = len(again.records[1]["instances"])
+    assert forwards["TopdownPoseEstimator"] <= edited_boxes
+    assert again.records[0] == first.records[0] and again.records[2] == first.records[2]
+
+
+def test_added_image_computes_only_it(body, photos, forwards):
+    body(photos)
+    shutil.copy(sorted(COCO.glob("*.jpg"))[3], photos)
+    forwards.clear()
+    again = body(photos)
+    assert forwards["RTMDet"] == 1
+    assert forwards["TopdownPoseEstimator"] == len(again.records[-1]["instances"])
+    assert again.stages["detect"]["cache_hits"] == 3
+
+
+def test_same_image_content_under_another_name_is_a_cache_hit(body, photos, forwards):
+    body(photos)
+    renamed = photos / "renamed.jpg"
+    sorted(photos.glob("*.jpg"))[0].rename(renamed)
+    forwards.clear()
+    body(photos)
+    assert forwards == {}
+
+
+# -- damaged entries, interrupted runs, parallel runs -------------------------------
+
+def test_truncated_entry_is_recomputed_with_a_warning(body, photos, cache_dir, forwards, caplog):
+    first = body(photos)
+    entries = sorted((cache_dir / "stages" / "pose").rglob("*.safetensors"))
+    assert len(entries) == n_boxes(first)
+    data = entries[0].read_bytes()
+    entries[0].write_bytes(data[: len(data) // 2])
+    forwards.clear()
+    with caplog.at_level("WARNING"):
+        again = body(photos)
+    assert forwards["TopdownPoseEstimator"] == 1 and computed(again, "pose") == 1
+    assert "damaged" in caplog.text
+    assert_same_records(again.records, first.records)
+
+
+def test_bit_flip_is_caught_by_the_checksum(body, photos, cache_dir, forwards):
+    body(photos)
+    entry = sorted((cache_dir / "stages" / "detect").rglob("*.safetensors"))[0]
+    data = bytearray(entry.read_bytes())
+    data[-3] ^= 0xFF  # inside the arrays, not the header
+    entry.write_bytes(bytes(data))
+    forwards.clear()
+    body(photos)
+    assert forwards["RTMDet"] == 1
+
+
+def test_interrupted_run_keeps_what_it_finished(body, photos, forwards, monkeypatch):
+    from runner.stages.pose import TopdownPose
+    calls = {"n": 0}
+    original = TopdownPose.compute
+
+    def interrupted(self, units):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, units)
+
+    monkeypatch.setattr(TopdownPose, "compute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        body(photos, "pose.batch_size=2")
+    done = forwards["TopdownPoseEstimator"]
+    assert done == 2
+    monkeypatch.setattr(TopdownPose, "compute", original)
+    forwards.clear()
+    finished = body(photos, "pose.batch_size=2")
+    assert forwards["RTMDet"] == 0
+    assert finished.stages["pose"]["cache_hits"] == done
+
+
+def cli(*args, cwd=ROOT, check=True):
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True,
+                          text=True, check=check)
+
+
+def manifests(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*/manifest.json"),
+                                                       key=lambda p: int(p.parent.name))]
+
+
+def test_sweep_jobs_share_the_cache(body, photos, cache_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    cli("-m", "recipe=body_rtmpose", f"input={photos}", "detect/model=rtmdet_nano_person",
+        "pose/model=rtmpose_t", f"cache.dir={cache_dir}", f"detect.model.checkpoint={body.det[1]}",
+        f"pose.model.checkpoint={body.pose[1]}", "detect.bbox_thr=0.3,0.5",
+        "visualize.kpt_thr=0.1,0.3", f"hydra.sweep.dir={sweep}")
+    jobs = manifests(sweep)
+    assert [(j["config"]["detect"]["bbox_thr"], j["config"]["visualize"]["kpt_thr"]) for j in jobs] == \
+        [(0.3, 0.1), (0.3, 0.3), (0.5, 0.1), (0.5, 0.3)]
+    detect = [j["stages"]["detect"]["computed"] for j in jobs]
+    pose = [j["stages"]["pose"]["computed"] for j in jobs]
+    assert detect == [3, 0, 0, 0]
+    assert pose[0] > 0 and pose[1:] == [0, 0, 0]  # the 0.5 boxes are a subset of the 0.3 ones
+    for job in jobs:
+        out = Path(job["config"]["output"]["dir"])
+        assert len(list((out / "overlays").glob("*.jpg"))) == 3
+        assert len(list((out / "predictions").glob("*.json"))) == 3
+
+
+def test_parallel_sweep_jobs_compute_each_entry_once(body, photos, cache_dir, tmp_path):
+    """Two processes (joblib launcher) want the same detections at once: the
+    entry locks make one compute and the other reuse."""
+    sweep = tmp_path / "sweep"
+    cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "recipe=body_rtmpose",
+        f"input={photos}", "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+        f"cache.dir={cache_dir}", f"detect.model.checkpoint={body.det[1]}",
+        f"pose.model.checkpoint={body.pose[1]}", "detect.bbox_thr=0.3,0.31",
+        f"hydra.sweep.dir={sweep}")
+    jobs = manifests(sweep)
+    assert len(jobs) == 2
+    assert sum(j["stages"]["detect"]["computed"] for j in jobs) == 3
+    boxes = [len(json.loads(p.read_text())) for p in
+             (Path(jobs[0]["config"]["output"]["dir"]) / "predictions").glob("*.json")]
+    # every box of the looser job was computed once, by one of the two
+    assert sum(j["stages"]["pose"]["computed"] for j in jobs) == sum(boxes)
+
+
+# -- outputs --------------------------------------------------------------------------
+
+def test_run_folder_holds_overlays_predictions_and_manifest(body, photos):
+    result = body(photos)
+    out = result.out_dir
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(p.name for p in photos.iterdir())
+    for record in result.records:
+        stem = Path(record["id"]).stem
+        saved = json.loads((out / "predictions" / f"{stem}.json").read_text())
+        assert saved == record["instances"]
+        for inst in saved:
+            assert np.array(inst["keypoints"]).shape == (17, 2)
+            assert np.array(inst["keypoint_scores"]).shape == (17,)
+            assert len(inst["bbox"]) == 4 and isinstance(inst["bbox_score"], float)
+    coco = json.loads((out / "results_coco.json").read_text())
+    assert len(coco) == n_boxes(result)
+    assert {c["image_id"] for c in coco} <= {int(p.stem) for p in photos.iterdir()}
+    assert all(len(c["keypoints"]) == 51 for c in coco)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["checkpoints"]["pose"]["sha256"].startswith(Path(body.pose[0]).stem[-8:])
+    assert {i["id"] for i in manifest["input"]["items"]} == {p.name for p in photos.iterdir()}
+    assert set(manifest["stages"]) == {"download", "detect", "pose", "visualize", "export"}
+    assert manifest["versions"]["mmpose"] == "1.3.2"
+    overlay = cv2.imread(str(out / "overlays" / "000000000785.jpg"))
+    original = cv2.imread(str(photos / "000000000785.jpg"))
+    assert overlay.shape == original.shape and np.abs(overlay.astype(int) - original).mean() > 1
+
+
+def test_zero_boxes_give_zero_instances(body, photos):
+    result = body(photos, "detect.bbox_thr=1.0")
+    assert all(r["instances"] == [] for r in result.records)
+    assert computed(result, "pose") == 0
