@@ -41,7 +41,7 @@ def build_model(entry, registry: str):
     from mmengine.registry import init_default_scope
     from runner.models.loading import load_config
 
-    cfg = load_config(entry["config"]).copy()
+    cfg = load_config(entry["config"])
     if "init_cfg" in cfg.model.get("backbone", {}):
         cfg.model.backbone.init_cfg = None
     init_default_scope(cfg.get("default_scope", registry))
@@ -63,14 +63,18 @@ def _model_inputs(model, family: str, images: list[np.ndarray]) -> torch.Tensor:
         data = [prepare(img) for img in images]
     else:
         from mmpose.apis.inference import dataset_meta_from_config
+        from runner.models.rtmo import BottomupEstimator
         from runner.models.topdown import TopdownEstimator
         model.dataset_meta = dataset_meta_from_config(model.cfg, dataset_mode="train")
-        estimator = TopdownEstimator(model)
-        data = []
-        for img in images:
-            h, w = img.shape[:2]
-            for box in ([0, 0, w, h], [w * .2, h * .1, w * .7, h * .9], [w * .5, h * .3, w, h]):
-                data.append(estimator.preprocess(img, np.array(box, dtype=np.float32)))
+        if family == "rtmo":
+            data = [BottomupEstimator(model).preprocess(img) for img in images]
+        else:
+            estimator = TopdownEstimator(model)
+            data = []
+            for img in images:
+                h, w = img.shape[:2]
+                for box in ([0, 0, w, h], [w * .2, h * .1, w * .7, h * .9], [w * .5, h * .3, w, h]):
+                    data.append(estimator.preprocess(img, np.array(box, dtype=np.float32)))
     batch = {"inputs": [d["inputs"] for d in data], "data_samples": [d["data_samples"] for d in data]}
     return model.data_preprocessor(batch, False)["inputs"]
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib.util
+import io
 import logging
 import os
 from pathlib import Path
@@ -34,15 +36,23 @@ def resolve_config_path(spec: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def load_config(spec: str):
+def _pristine_config(spec: str):
     from mmengine.config import Config
     return Config.fromfile(str(resolve_config_path(spec)))
 
 
+def load_config(spec: str):
+    """A private deep copy: MMDet/MMPose builders edit configs in place (e.g.
+    `backbone.init_cfg = None`), and an edited shared copy would change
+    config_digest, hence every cache key, within one process."""
+    return copy.deepcopy(_pristine_config(spec))
+
+
+@functools.lru_cache(maxsize=None)
 @functools.lru_cache(maxsize=None)
 def config_digest(spec: str) -> str:
     """Hash of the fully resolved model config (its _base_ chain included)."""
-    return sha256_json(load_config(spec).to_dict())
+    return sha256_json(_pristine_config(spec).to_dict())
 
 
 def resolve_device(device_cfg) -> str:
@@ -66,13 +76,15 @@ def set_threads(threads: int | None) -> None:
 
 @contextlib.contextmanager
 def quiet_openmmlab():
-    """mmengine logs every checkpoint load at INFO level; keep the console for us."""
+    """mmengine logs (and prints) every checkpoint load and weight init; keep
+    the console for our own output."""
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)
 
