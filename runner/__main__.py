@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from runner.config import validate_cli
+from runner.console import silence_library_noise
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
 
@@ -28,6 +29,7 @@ def hydra_entry(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    silence_library_noise()
     try:
         validate_cli(sys.argv[1:])
         hydra_entry()

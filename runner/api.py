@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runner.config import compose_config, quote
+from runner.console import silence_library_noise
 from runner.pipeline import RunResult, execute
 
 
@@ -26,6 +27,7 @@ def run(recipe: str | None = None, input: str | Path | None = None,
     """Run a recipe on an input; returns the exported records, the manifest and
     where the files went. Any config value can be set in `overrides`, as on the
     command line (`"pose/model=rtmpose_t"`, `"visualize.kpt_thr=0.5"`)."""
+    silence_library_noise()
     args = [f"recipe={recipe}"] if recipe else []
     args += list(overrides)
     if input is not None:

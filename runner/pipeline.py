@@ -26,14 +26,14 @@ from runner.stages.base import Record, Stage
 from runner.stages.detect import Detect, FromFile, WholeImage
 from runner.stages.download import Download
 from runner.stages.export import Export, record_dict
-from runner.stages.pose import TopdownPose
+from runner.stages.pose import BottomupPose, Hand3DPose, TopdownPose
 from runner.stages.visualize import Visualize
 from runner.versions import STACK, versions
 
 CHUNK_ITEMS = 16  # items that go through all steps together (bounded memory)
 
 DETECTORS = {"mmdet": Detect, "whole_image": WholeImage, "from_file": FromFile}
-POSE_FAMILIES = {"topdown": TopdownPose}
+POSE_FAMILIES = {"topdown": TopdownPose, "rtmo": BottomupPose, "internet": Hand3DPose}
 STEPS = {"download": Download, "visualize": Visualize, "export": Export}
 
 
@@ -96,6 +96,12 @@ class RunContext:
         meta = dataset_meta_from_config(load_config(str(self.cfg.pose.model.config)),
                                         dataset_mode="train")
         return meta or parse_pose_metainfo(dict(from_file="configs/_base_/datasets/coco.py"))
+
+    def parts(self) -> dict:
+        """Named keypoint ranges of the pose model (body, feet, face, hands), if any."""
+        model = self.cfg.get("pose", {}).get("model")
+        parts = model.get("parts") if model else None
+        return {str(k): (int(v[0]), int(v[1])) for k, v in parts.items()} if parts else {}
 
     def fps(self, source: str) -> float:
         return float(getattr(self.source, "fps", 25.0))
@@ -167,7 +173,7 @@ def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
                 if record.error:
                     failed.append({"id": record.item.id, "error": record.error})
                 if keep_records:
-                    records_out.append(record_dict(record))
+                    records_out.append(record_dict(record, ctx.parts()))
                 record.item.release()
         status = "failed" if failed else "ok"
     finally:

@@ -25,7 +25,9 @@ _NUMPY_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.ui
 def _allow_list() -> list:
     from numpy._core import multiarray
 
-    allowed: list = [np.ndarray, np.dtype]
+    # bytes: protocol-2 pickles (publish_model's legacy format) rebuild an empty
+    # array's data buffer with builtins.bytes().
+    allowed: list = [np.ndarray, np.dtype, bytes]
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1, numpy 2
         allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
         allowed.append((multiarray.scalar, f"{module}.scalar"))

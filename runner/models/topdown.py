@@ -34,10 +34,10 @@ class TopdownEstimator:
             batch = pseudo_collate([self.preprocess(img, box) for img, box in crops])
         with torch.no_grad():
             samples = self.model.test_step(batch)
-        return [postprocess(s) for s in samples]
+        return [self.postprocess(s) for s in samples]
 
-
-def postprocess(pose_sample) -> dict[str, np.ndarray]:
-    pred = pose_sample.pred_instances
-    return {"keypoints": np.asarray(pred.keypoints[0], dtype=np.float32),
-            "keypoint_scores": np.asarray(pred.keypoint_scores[0], dtype=np.float32)}
+    @staticmethod
+    def postprocess(pose_sample) -> dict[str, np.ndarray]:
+        pred = pose_sample.pred_instances
+        return {"keypoints": np.asarray(pred.keypoints[0], dtype=np.float32),
+                "keypoint_scores": np.asarray(pred.keypoint_scores[0], dtype=np.float32)}

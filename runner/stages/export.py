@@ -16,9 +16,15 @@ from runner.stages.base import Record, Stage
 RESCORE_KPT_THR = 0.2
 
 
-def instances(record: Record) -> list[dict]:
+def jsonable(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def instances(record: Record, parts: dict | None = None) -> list[dict]:
     """The record's instances as JSON-ready dicts: keypoints, keypoint_scores,
-    bbox (flat [x1, y1, x2, y2]), bbox_score, and any extra per-family fields."""
+    bbox (flat [x1, y1, x2, y2]), bbox_score, any extra per-family fields, and
+    each named part of the keypoints (e.g. a whole body's face, hands) sliced
+    out of every per-keypoint field."""
     out = []
     if record.boxes is None:
         return out
@@ -26,21 +32,25 @@ def instances(record: Record) -> list[dict]:
         inst: dict = {}
         pose = record.poses[i] if record.poses else None
         if pose is not None:
-            for name, value in pose.items():
-                inst[name] = value.tolist() if isinstance(value, np.ndarray) else value
+            inst.update({name: jsonable(value) for name, value in pose.items()})
+            count = len(pose["keypoints"])
+            per_keypoint = {n: v for n, v in pose.items()
+                            if isinstance(v, np.ndarray) and v.ndim and len(v) == count}
+            for part, (start, stop) in (parts or {}).items():
+                inst[part] = {n: v[start:stop].tolist() for n, v in per_keypoint.items()}
         inst["bbox"] = [float(v) for v in box]
         inst["bbox_score"] = float(record.box_scores[i])
         out.append(inst)
     return out
 
 
-def record_dict(record: Record) -> dict:
+def record_dict(record: Record, parts: dict | None = None) -> dict:
     """What the API returns for one item (and what the files hold)."""
     item = record.item
     out = {"id": item.id, "source": item.source, "sha256": item.content_key}
     if item.frame_index is not None:
         out["frame_index"] = item.frame_index
-    out["instances"] = instances(record) if record.ok else []
+    out["instances"] = instances(record, parts) if record.ok else []
     if record.notes:
         out["notes"] = record.notes
     if record.error:
@@ -77,6 +87,7 @@ class Export(Stage):
 
     def setup(self) -> None:
         self.cfg = self.ctx.cfg.export
+        self.parts = self.ctx.parts()
         self.videos: dict[str, JsonArrayWriter] = {}
         self.coco: JsonArrayWriter | None = None
         self.written: list[str] = []
@@ -89,7 +100,7 @@ class Export(Stage):
             if not record.ok or out_dir is None:
                 continue
             self.stats.computed += 1
-            found = instances(record)
+            found = instances(record, self.parts)
             if self.cfg.predictions:
                 self._predictions(out_dir / "predictions", record, found)
             if self.cfg.coco_results:

@@ -8,6 +8,8 @@ from runner.hashing import sha256_bytes, sha256_json
 from runner.stages.base import CachedStage, Record, Unit
 from runner.versions import versions
 
+ASSUMED_ROOT_DEPTH_MM = 1000.0
+
 
 class PoseStage(CachedStage):
     """What every pose family shares: its checkpoint, config and library versions
@@ -78,3 +80,71 @@ class TopdownPose(PoseStage):
     def attach(self, units: list[Unit], results) -> None:
         for unit, result in zip(units, results):
             unit.record.poses[unit.payload[0]] = result
+
+
+class BottomupPose(PoseStage):
+    """RTMO: one unit per image; the model finds the people itself. Its raw
+    instances are cached; detect.bbox_thr filters them by box score afterwards
+    (as MMPoseInferencer's bbox_thr does), without re-running the model."""
+
+    def make_estimator(self, model):
+        from runner.models.rtmo import BottomupEstimator
+        return BottomupEstimator(model)
+
+    def units(self, records: list[Record]) -> list[Unit]:
+        return [Unit(r, r.item.content_key) for r in records]
+
+    def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
+        return self.estimator.predict([u.record.item.image() for u in units])
+
+    def attach(self, units: list[Unit], results) -> None:
+        thr = float(self.ctx.cfg.detect.bbox_thr)
+        for unit, raw in zip(units, results):
+            keep = raw["bbox_scores"] > thr
+            record = unit.record
+            record.boxes, record.box_scores = raw["bboxes"][keep], raw["bbox_scores"][keep]
+            record.poses = [{"keypoints": k, "keypoint_scores": s} for k, s in
+                            zip(raw["keypoints"][keep], raw["keypoint_scores"][keep])]
+
+
+class Hand3DPose(TopdownPose):
+    """InterNet: one crop per box (by default the whole image). The raw 2.5D
+    output is cached; camera-space coordinates are derived from it with
+    pose.camera, so changing the camera never re-runs the model."""
+
+    def make_estimator(self, model):
+        from runner.models.internet import Hand3DEstimator
+        return Hand3DEstimator(model)
+
+    def attach(self, units: list[Unit], results) -> None:
+        from runner.models.internet import to_camera
+        for unit, raw in zip(units, results):
+            record = unit.record
+            focal, centre, right, left, assumed = self.camera(record)
+            pose = to_camera(raw, focal, centre, right, left)
+            record.poses[unit.payload[0]] = pose
+            if assumed and assumed not in record.notes:
+                record.notes.append(assumed)
+
+    def camera(self, record: Record):
+        """pose.camera, with what is not given assumed (and said so in a note):
+        principal point at the image centre, focal length = the image's longer
+        side (about 53 degrees of view), right hand root 1 m from the camera."""
+        cam = self.ctx.cfg.pose.get("camera") or {}
+        focal, centre, depth = cam.get("focal"), cam.get("principal_point"), cam.get("root_depth")
+        assumed = []
+        if focal is None or centre is None:
+            h, w = record.item.image().shape[:2]
+            if focal is None:
+                focal = [float(max(h, w))] * 2
+                assumed.append(f"focal={focal[0]:g} px")
+            if centre is None:
+                centre = [w / 2, h / 2]
+                assumed.append(f"principal point=({centre[0]:g}, {centre[1]:g})")
+        if depth is None:
+            depth = [ASSUMED_ROOT_DEPTH_MM]
+            assumed.append(f"right root depth={ASSUMED_ROOT_DEPTH_MM:g} mm")
+        depth = [float(depth)] if isinstance(depth, (int, float)) else [float(d) for d in depth]
+        note = ("keypoints_3d assume a camera (" + ", ".join(assumed) + "): set pose.camera.focal, "
+                ".principal_point and .root_depth for metric coordinates") if assumed else ""
+        return focal, centre, depth[0], (depth[1] if len(depth) > 1 else None), note

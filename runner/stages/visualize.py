@@ -27,7 +27,7 @@ def instances_digest(record: Record) -> str:
 
 class Visualize(CachedStage):
     name = "visualize"
-    code_version = 1
+    code_version = 2  # 2: the 3D plot's axis limit grows to fit every joint
     batch_size = 8
 
     def setup(self) -> None:
@@ -45,7 +45,7 @@ class Visualize(CachedStage):
         params = sha256_json({**self.params,
                               "dataset": config_digest(str(pose.config)) if pose else None})
         code = sha256_json({"stage": self.name, "version": self.code_version,
-                            "libs": versions("mmpose", "mmengine", "cv2", "numpy")})
+                            "libs": versions("mmpose", "mmengine", "cv2", "numpy", "matplotlib")})
         return "", params, code
 
     def units(self, records: list[Record]) -> list[Unit]:
@@ -61,11 +61,19 @@ class Visualize(CachedStage):
     # -- drawing -------------------------------------------------------------
     @property
     def visualizer(self):
+        """The visualizer the pose model's config names (2D, or 3D for InterNet),
+        with the dataset's skeleton and colours."""
         if self._visualizer is None:
-            from mmpose.visualization import PoseLocalVisualizer
-            self._visualizer = PoseLocalVisualizer(
-                name=f"pose-runner-{id(self)}", radius=self.params["radius"],
-                line_width=self.params["thickness"])
+            from mmengine.registry import DefaultScope
+            from mmpose.registry import VISUALIZERS
+            from runner.models.loading import load_config
+            pose = self.ctx.cfg.get("pose", {}).get("model")
+            spec = dict(load_config(str(pose.config)).get("visualizer", {})) if pose else {}
+            spec.update(type=spec.get("type", "PoseLocalVisualizer"), name=f"pose-runner-{id(self)}",
+                        vis_backends=None, radius=self.params["radius"],
+                        line_width=self.params["thickness"])
+            with DefaultScope.overwrite_default_scope("mmpose"):
+                self._visualizer = VISUALIZERS.build(spec)
             self._visualizer.set_dataset_meta(self.ctx.dataset_meta(), skeleton_style="mmpose")
         return self._visualizer
 
@@ -74,17 +82,46 @@ class Visualize(CachedStage):
         from mmpose.structures import PoseDataSample
 
         image = cv2.cvtColor(record.item.image(), cv2.COLOR_BGR2RGB)
-        instances = InstanceData()
-        instances.bboxes = record.boxes
-        instances.bbox_scores = record.box_scores
+        flat = InstanceData(bboxes=record.boxes, bbox_scores=record.box_scores)
         if record.poses:
-            instances.keypoints = np.stack([p["keypoints"][..., :2] for p in record.poses])
-            instances.keypoint_scores = np.stack([p["keypoint_scores"] for p in record.poses])
-        sample = PoseDataSample(pred_instances=instances)
+            flat.keypoints = np.stack([p["keypoints"][..., :2] for p in record.poses])
+            flat.keypoint_scores = np.stack([p["keypoint_scores"] for p in record.poses])
+        options = dict(draw_gt=False, draw_bbox=self.params["draw_bbox"],
+                       kpt_thr=self.params["kpt_thr"], show=False)
+        if record.poses and "keypoints_3d" in record.poses[0]:
+            # InterNet: the 2D projection on the image beside a 3D plot (mm), as
+            # MMPose's hand3d demo draws it: z up, lowest joint on the floor.
+            up = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+            kpts = np.stack([p["keypoints_3d"] for p in record.poses]) @ up
+            visible = flat.keypoint_scores >= self.params["kpt_thr"]
+            limit = 200.0  # mm, the demo's view: one hand fills it
+            if visible.any():
+                kpts[..., 2] -= kpts[visible][..., 2].min()
+                spread = np.ptp(kpts[visible], axis=0).max()
+                limit = max(limit, float(spread) * 1.1)  # never crop joints out of the plot
+            solid = InstanceData(keypoints=kpts, keypoint_scores=flat.keypoint_scores)
+            return cv2.cvtColor(self._image_and_3d_plot(image, flat, solid, limit), cv2.COLOR_RGB2BGR)
         self.visualizer.add_datasample(
-            "overlay", image, data_sample=sample, draw_gt=False, draw_heatmap=False,
-            draw_bbox=self.params["draw_bbox"], kpt_thr=self.params["kpt_thr"], show=False)
+            "overlay", image, data_sample=PoseDataSample(pred_instances=flat),
+            draw_heatmap=False, **options)
         return cv2.cvtColor(self.visualizer.get_image(), cv2.COLOR_RGB2BGR)
+
+    def _image_and_3d_plot(self, image: np.ndarray, flat, solid, limit: float) -> np.ndarray:
+        """Pose3dLocalVisualizer.add_datasample's layout, drawn with its own
+        helpers because add_datasample drops kpt_thr for the 3D plot (it is
+        always 0.3 there)."""
+        from mmpose.structures import PoseDataSample
+        vis, thr = self.visualizer, self.params["kpt_thr"]
+        if "keypoints" in flat:
+            image = vis._draw_instances_kpts(image.copy(), flat, kpt_thr=thr, skeleton_style="mmpose")[0]
+        if self.params["draw_bbox"]:
+            image = vis._draw_instances_bbox(image, flat)
+        plot = vis._draw_3d_data_samples(image, PoseDataSample(pred_instances=solid), draw_gt=False,
+                                         kpt_thr=thr, axis_azimuth=-115, axis_limit=limit, axis_elev=15)
+        height = max(image.shape[0], plot.shape[0])
+        pad = lambda im: cv2.copyMakeBorder(im, 0, height - im.shape[0], 0, 0, cv2.BORDER_CONSTANT,
+                                            value=(255, 255, 255))
+        return np.concatenate([pad(image), pad(plot)], axis=1)
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
         out = []
