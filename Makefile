@@ -16,7 +16,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Not part of `make test`: timings belong here, never in tests.
 bench: setup
+	$(PY) -m pytest benchmarks/test_micro.py -q --benchmark-enable --benchmark-columns=min,median,max
 	$(PY) -m benchmarks.compare
 
 doctor: setup

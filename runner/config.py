@@ -40,6 +40,10 @@ def one_line(err: Exception) -> str:
     if key:
         return _unknown_key(key.group(1), text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "LexerNoViableAltException" in text or "mismatched input" in text or "Error parsing override" in text:
+        bad = re.search(r"(?:LexerNoViableAltException|Error parsing override)[: ]+'?([^'\n]+)", text)
+        return (f"cannot read the override {bad.group(1).strip() if bad else lines[0]!r}: put values with "
+                "spaces or special characters in quotes (key='a value'); one key=value per argument")
     return lines[0] if lines else type(err).__name__
 
 

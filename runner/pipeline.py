@@ -80,12 +80,31 @@ class RunContext:
     def checkpoint(self, role: str) -> Checkpoint | None:
         if role not in self._checkpoints:
             entry = self.cfg[role].model
-            self._checkpoints[role] = self.resolver.resolve(
-                str(entry.checkpoint), owner=f"{role}.model", fetch=not self.dry_run)
+            chosen = (self.cfg.download.get("checkpoints") or {}).get(str(entry.name))
+            spec, owner = (chosen, f"download.checkpoints.{entry.name}") if chosen else \
+                (entry.checkpoint, f"{role}.model.checkpoint")
+            self._checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
         return self._checkpoints[role]
 
     def backend(self, role: str) -> str:
-        return "pytorch"
+        """What runs `role`'s network: pytorch or onnxruntime (auto: ONNX Runtime
+        on the CPU, PyTorch on a GPU)."""
+        name = str(self.cfg.backend.name)
+        if name == "auto":
+            return "pytorch" if self.device.startswith("cuda") else "onnxruntime"
+        if name not in ("pytorch", "onnxruntime"):
+            raise RunnerError(f"backend {name!r} is unknown: use backend=auto, backend=pytorch "
+                              "or backend=onnxruntime")
+        return name
+
+    def load_model(self, role: str):
+        """The MMDet / MMPose model of `role`, with its network on the chosen backend."""
+        from runner.models.loading import load_model
+        entry, checkpoint = self.cfg[role].model, self.checkpoint(role)
+        registry = "mmdet" if role == "detect" else "mmpose"
+        return load_model(registry, str(entry.config), str(checkpoint.path), checkpoint.sha256, self.device,
+                          self.backend(role), str(Path(str(self.cfg.backend.dir)).expanduser()),
+                          tuple(int(v) for v in entry.input_size))
 
     @functools.cache
     def dataset_meta(self) -> dict:
@@ -153,6 +172,7 @@ def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
         stage.setup()
     records_out: list[dict] = []
     failed: list[dict] = []
+    empty: list[str] = []  # items where nothing was found (no whole-image fallback)
     inputs: list[dict] = []
     total = len(source) if hasattr(source, "__len__") else None
     bars = {s.name: tqdm(total=total, desc=f"{s.name:9s}", unit="item", leave=False,
@@ -172,6 +192,8 @@ def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
                     inputs.append({"id": record.item.id, "sha256": record.item.content_key})
                 if record.error:
                     failed.append({"id": record.item.id, "error": record.error})
+                elif record.boxes is not None and len(record.boxes) == 0:
+                    empty.append(record.item.id)
                 if keep_records:
                     records_out.append(record_dict(record, ctx.parts()))
                 record.item.release()
@@ -182,13 +204,13 @@ def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
         for stage in stages:
             stage.finish()
         ctx.pool.shutdown()
-        manifest = make_manifest(cfg, ctx, stages, source, inputs, failed, started, status)
+        manifest = make_manifest(cfg, ctx, stages, source, inputs, failed, empty, started, status)
         if out_dir is not None:
             atomic.write_json(out_dir / "manifest.json", manifest, indent=2)
     return RunResult(records_out, manifest, out_dir, failed)
 
 
-def make_manifest(cfg, ctx, stages, source, inputs, failed, started, status) -> dict:
+def make_manifest(cfg, ctx, stages, source, inputs, failed, empty, started, status) -> dict:
     return {
         "status": status,
         "recipe": str(cfg.recipe.name),
@@ -204,6 +226,7 @@ def make_manifest(cfg, ctx, stages, source, inputs, failed, started, status) -> 
         "input": {**source.describe(), "items": inputs} if source else None,
         "stages": {s.name: s.stats.as_dict() for s in stages},
         "failed": failed,
+        "empty": empty,
     }
 
 

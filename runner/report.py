@@ -23,6 +23,10 @@ def stage_table(result) -> str:
     rows = [[name, s["units"], s["cache_hits"], s["computed"], f"{s['seconds']:.2f}"]
             for name, s in result.stages.items()]
     text = table(["stage", "units", "cached", "computed", "seconds"], rows)
+    empty = result.manifest.get("empty") or []
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        text += f"\n{len(empty)} item(s) with no detections (zero instances): {shown}"
     if result.failed:
         text += f"\n{len(result.failed)} item(s) failed:\n" + "\n".join(
             f"  {f['id']}: {f['error']}" for f in result.failed)
@@ -40,4 +44,4 @@ def plan_table(stages: dict[str, dict]) -> str:
         if s.get("blocked"):
             why = ", ".join(filter(None, [why, f"{s['blocked']} item(s) wait for an earlier stage"]))
         rows.append([name, s["units"], s["cache_hits"], todo, why or "-"])
-    return "dry run: no model was run\n" + _table(["stage", "units", "cached", "to compute", "why"], rows)
+    return "dry run: no model was run\n" + table(["stage", "units", "cached", "to compute", "why"], rows)

@@ -92,6 +92,12 @@ def make_checkpoint(calibration_images, served_dir, server):
     return make
 
 
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory) -> Path:
+    """ONNX exports shared by the session's tests (each test has its own stage cache)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture
 def cache_dir(tmp_path) -> Path:
     return tmp_path / "cache"

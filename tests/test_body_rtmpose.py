@@ -14,6 +14,7 @@ import pytest
 
 import runner
 from conftest import COCO, ROOT
+from reference import assert_instances_match, load_detector, load_pose_model, reference_boxes
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def body(make_checkpoint, cache_dir, tmp_path):
     runs = iter(range(1000))
 
     def run(input, *overrides, det_url=det[1], pose_url=pose[1]):
-        args = ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+        args = ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", "backend=pytorch",
                 f"cache.dir={cache_dir}", f"detect.model.checkpoint={det_url}",
                 f"pose.model.checkpoint={pose_url}", *overrides]
         return runner.run(recipe="body_rtmpose", input=input, overrides=args,
@@ -66,37 +67,20 @@ def n_boxes(result) -> int:
 
 # -- parity ---------------------------------------------------------------------
 
-def reference_boxes(det_model, image_path, bbox_thr=0.3, nms_thr=0.3):
-    """MMPose's topdown_demo_with_mmdet.py: inference_detector, then category,
-    score and NMS filtering."""
-    from mmdet.apis import inference_detector
-    from mmpose.evaluation.functional import nms
-    pred = inference_detector(det_model, str(image_path)).pred_instances.cpu().numpy()
-    boxes = np.concatenate((pred.bboxes, pred.scores[:, None]), axis=1)
-    boxes = boxes[np.logical_and(pred.labels == 0, pred.scores > bbox_thr)]
-    return boxes[nms(boxes, nms_thr)]
-
-
 @pytest.mark.parametrize("det_name,pose_name,bbox_thr", [
     ("rtmdet_nano_person", "rtmpose_t", 0.3),
     ("rtmdet_m_person", "rtmpose_m", 0.8),  # the guide's pair; fewer boxes keep it quick
 ])
 def test_parity_with_mmdet_and_mmpose(make_checkpoint, cache_dir, tmp_path, det_name, pose_name, bbox_thr):
-    from mmdet.apis import init_detector
-    from mmpose.apis import inference_topdown, init_model
-    from runner.models.loading import resolve_config_path
-    from runner.models.registry import load_entry
+    from mmpose.apis import inference_topdown
 
     (det_path, det_url), (pose_path, pose_url) = make_checkpoint(det_name), make_checkpoint(pose_name)
     result = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "out", overrides=[
         f"detect/model={det_name}", f"pose/model={pose_name}", f"cache.dir={cache_dir}",
         f"detect.model.checkpoint={det_url}", f"pose.model.checkpoint={pose_url}",
-        f"detect.bbox_thr={bbox_thr}", "detect.batch_size=1"])
+        f"detect.bbox_thr={bbox_thr}", "detect.batch_size=1", "backend=pytorch"])
 
-    from mmpose.utils import adapt_mmdet_pipeline
-    det_model = init_detector(str(resolve_config_path(load_entry(det_name).config)), str(det_path), device="cpu")
-    det_model.cfg = adapt_mmdet_pipeline(det_model.cfg)  # as topdown_demo_with_mmdet.py does
-    pose_model = init_model(str(resolve_config_path(load_entry(pose_name).config)), str(pose_path), device="cpu")
+    det_model, pose_model = load_detector(det_name, det_path), load_pose_model(pose_name, pose_path)
     total = 0
     for record in result.records:
         image = record["source"]
@@ -105,10 +89,7 @@ def test_parity_with_mmdet_and_mmpose(make_checkpoint, cache_dir, tmp_path, det_
         np.testing.assert_array_equal(ours, ref.astype(np.float32).astype(np.float64))
         if not len(ref):
             continue
-        ref_poses = inference_topdown(pose_model, image, ref[:, :4])
-        for inst, sample in zip(record["instances"], ref_poses):
-            np.testing.assert_allclose(inst["keypoints"], sample.pred_instances.keypoints[0], atol=1e-4)
-            np.testing.assert_allclose(inst["keypoint_scores"], sample.pred_instances.keypoint_scores[0], atol=1e-5)
+        assert_instances_match(record["instances"], inference_topdown(pose_model, image, ref[:, :4]))
         total += len(ref)
     assert total > 0, "no person was detected: the parity check compared nothing"
 

@@ -2,6 +2,7 @@
 errors for bad input, bad names and bad keys."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -28,17 +29,21 @@ def error_line(done) -> str:
 def test_help_lists_recipes_and_models():
     done = cli("--help")
     assert done.returncode == 0
-    assert "recipe: body_rtmpose" in done.stdout
+    (recipes,) = [l for l in done.stdout.splitlines() if l.startswith("recipe: ")]
+    for recipe in ("body_rtmpose", "body_rtmo", "hand_rtmpose", "hand3d_internet", "wholebody_rtmw",
+                   "wholebody_dwpose", "human", "hand", "wholebody"):
+        assert recipe in recipes.split(": ")[1].split(", ")
     for model in ("rtmpose_t", "rtmpose_m", "rtmdet_nano_person", "rtmdet_m_person"):
         assert model in done.stdout
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["recipe=bodyy", "input=x"], "unknown recipe 'bodyy': choose one of body_rtmpose"),
+    (["recipe=bodyy", "input=x"], "unknown recipe 'bodyy': choose one of body_rtmo, body_rtmpose, hand,"),
     (["pose/model=rtmpose_xl", "input=x"], "unknown pose/model 'rtmpose_xl': choose one of dwpose_l"),
     (["detect/model=yolo", "input=x"], "unknown detect/model 'yolo'"),
     (["detect.bbox_th=0.5", "input=x"], "unknown key 'detect.bbox_th': 'detect' has model, bbox_thr"),
     (["-m", "detect.bbox_thr=0.3,0.5", "pose/model=rtmpose_t,nope", "input=x"], "unknown pose/model 'nope'"),
+    (["input=a\nb c"], "cannot read the override 'input=a"),
 ])
 def test_bad_names_and_keys_fail_in_one_line(args, expected):
     line = error_line(cli(*args))
@@ -78,6 +83,17 @@ def test_corrupt_image_fails_alone(make_checkpoint, tmp_path):
     result = runner.run(recipe="body_rtmpose", input=folder, overrides=args, output_dir=tmp_path / "api")
     assert [f["id"] for f in result.failed] == ["broken.jpg"]
     assert result.stages["detect"]["cache_hits"] == 1  # the good image, from the CLI run
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(make_checkpoint, tmp_path):
+    det, pose = make_checkpoint("rtmdet_nano_person"), make_checkpoint("rtmpose_t")
+    done = cli(f"input={COCO}", "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+               f"cache.dir={tmp_path / 'c'}", f"detect.model.checkpoint={det[0]}",
+               f"pose.model.checkpoint={pose[0]}", "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr
+    assert "dry run: no model was run" in done.stdout
+    assert re.search(r"detect\s+4\s+0\s+4\s+4 new input", done.stdout), done.stdout
+    assert not (tmp_path / "c" / "stages").exists()
 
 
 def test_api_returns_the_exported_records(make_checkpoint, tmp_path):

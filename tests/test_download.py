@@ -35,11 +35,11 @@ def publish(served_dir, name: str, payload: bytes) -> str:
 def test_downloads_verifies_and_then_uses_the_cache(tmp_path, served_dir, server):
     name = publish(served_dir, "model-HASH_20240101.pth", b"weights" * 1000)
     resolver = CheckpointResolver(tmp_path / "ckpt")
-    first = resolver.resolve(f"{server}/{name}", owner="pose.model")
+    first = resolver.resolve(f"{server}/{name}", owner="pose.model.checkpoint")
     assert first.origin == "download" and first.path == tmp_path / "ckpt" / name
     assert first.sha256 == hashlib.sha256(b"weights" * 1000).hexdigest()
     (served_dir / name).unlink()  # the server loses it: the cache still has it
-    again = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model")
+    again = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model.checkpoint")
     assert again.origin == "cache" and again.sha256 == first.sha256
     assert not list((tmp_path / "ckpt").glob("*.part"))
 
@@ -47,7 +47,7 @@ def test_downloads_verifies_and_then_uses_the_cache(tmp_path, served_dir, server
 def test_download_whose_hash_does_not_match_its_name_is_refused(tmp_path, served_dir, server):
     (served_dir / "bad-0badc0de.pth").write_bytes(b"not what the name says")
     with pytest.raises(ChecksumMismatch, match="0badc0de"):
-        CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/bad-0badc0de.pth", owner="pose.model")
+        CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/bad-0badc0de.pth", owner="pose.model.checkpoint")
     assert not (tmp_path / "ckpt" / "bad-0badc0de.pth").exists()
     assert not (tmp_path / "ckpt" / "bad-0badc0de.pth.part").exists()
 
@@ -55,9 +55,9 @@ def test_download_whose_hash_does_not_match_its_name_is_refused(tmp_path, served
 def test_corrupted_cached_file_is_fetched_again(tmp_path, served_dir, server):
     name = publish(served_dir, "again-HASH.pth", b"good" * 100)
     resolver = CheckpointResolver(tmp_path / "ckpt")
-    resolver.resolve(f"{server}/{name}", owner="pose.model")
+    resolver.resolve(f"{server}/{name}", owner="pose.model.checkpoint")
     (tmp_path / "ckpt" / name).write_bytes(b"bitrot")
-    found = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model")
+    found = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model.checkpoint")
     assert found.origin == "download" and found.path.read_bytes() == b"good" * 100
 
 
@@ -67,7 +67,7 @@ def test_interrupted_download_resumes_from_its_part_file(tmp_path, served_dir, s
     part = tmp_path / "ckpt" / f"{name}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(payload[:300_000])  # what an interrupted download left
-    found = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model")
+    found = CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/{name}", owner="pose.model.checkpoint")
     assert found.path.read_bytes() == payload and not part.exists()
 
 
@@ -80,7 +80,7 @@ def free_port() -> int:
 def test_unreachable_host_gives_one_line_naming_url_file_and_mirror(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/rtmpose-x-deadbeef.pth"
     with pytest.raises(RunnerError) as err:
-        CheckpointResolver(tmp_path / "ckpt", timeout_s=2).resolve(url, owner="pose.model")
+        CheckpointResolver(tmp_path / "ckpt", timeout_s=2).resolve(url, owner="pose.model.checkpoint")
     message = str(err.value)
     assert "\n" not in message
     for part in (url, "rtmpose-x-deadbeef.pth", "download.mirror=", "pose.model.checkpoint="):
@@ -89,7 +89,7 @@ def test_unreachable_host_gives_one_line_naming_url_file_and_mirror(tmp_path):
 
 def test_missing_file_on_server_is_an_http_error_line(tmp_path, server):
     with pytest.raises(RunnerError, match="HTTP 404"):
-        CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/nope-12345678.pth", owner="detect.model")
+        CheckpointResolver(tmp_path / "ckpt").resolve(f"{server}/nope-12345678.pth", owner="detect.model.checkpoint")
 
 
 def test_mirror_is_used_by_official_file_name(tmp_path):
@@ -99,7 +99,7 @@ def test_mirror_is_used_by_official_file_name(tmp_path):
     name = f"rtmpose-m_simcc-body7-{hashlib.sha256(payload).hexdigest()[:8]}_20230504.pth"
     (mirror / name).write_bytes(payload)
     url = f"http://127.0.0.1:{free_port()}/path/{name}"  # unreachable on purpose
-    found = CheckpointResolver(tmp_path / "ckpt", mirror=mirror).resolve(url, owner="pose.model")
+    found = CheckpointResolver(tmp_path / "ckpt", mirror=mirror).resolve(url, owner="pose.model.checkpoint")
     assert found.origin == "mirror" and found.path.parent == tmp_path / "ckpt"
     assert found.path.read_bytes() == payload
 
@@ -112,17 +112,17 @@ def test_mirror_must_be_a_folder(tmp_path):
 def test_local_path_is_verified_against_its_name(tmp_path):
     good = tmp_path / f"mine-{hashlib.sha256(b'x').hexdigest()[:8]}.pth"
     good.write_bytes(b"x")
-    assert CheckpointResolver(tmp_path / "ckpt").resolve(str(good), owner="pose.model").origin == "local"
+    assert CheckpointResolver(tmp_path / "ckpt").resolve(str(good), owner="pose.model.checkpoint").origin == "local"
     bad = tmp_path / "mine-00000000.pth"
     shutil.copy(good, bad)
     with pytest.raises(ChecksumMismatch):
-        CheckpointResolver(tmp_path / "ckpt").resolve(str(bad), owner="pose.model")
+        CheckpointResolver(tmp_path / "ckpt").resolve(str(bad), owner="pose.model.checkpoint")
     with pytest.raises(RunnerError, match="pose.model.checkpoint=PATH_OR_URL"):
-        CheckpointResolver(tmp_path / "ckpt").resolve(str(tmp_path / "absent.pth"), owner="pose.model")
+        CheckpointResolver(tmp_path / "ckpt").resolve(str(tmp_path / "absent.pth"), owner="pose.model.checkpoint")
 
 
 def test_dry_resolution_never_downloads(tmp_path, served_dir, server):
     name = publish(served_dir, "dry-HASH.pth", b"abc")
     resolver = CheckpointResolver(tmp_path / "ckpt")
-    assert resolver.resolve(f"{server}/{name}", owner="pose.model", fetch=False) is None
+    assert resolver.resolve(f"{server}/{name}", owner="pose.model.checkpoint", fetch=False) is None
     assert not (tmp_path / "ckpt" / name).exists()

@@ -87,7 +87,7 @@ class CheckpointResolver:
                               "holds checkpoints under their official file names")
 
     def resolve(self, spec: str, owner: str, fetch: bool = True) -> Checkpoint | None:
-        """`owner` names the config key to override (e.g. `pose.model`) in messages.
+        """`owner` names the config key to set instead (e.g. `pose.model.checkpoint`) in messages.
         With fetch=False (dry runs) nothing is downloaded; None when not at hand."""
         if not is_url(spec):
             return self._local(spec, owner)
@@ -117,7 +117,7 @@ class CheckpointResolver:
     def _local(self, spec: str, owner: str) -> Checkpoint:
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}.checkpoint=PATH_OR_URL")
+            raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}=PATH_OR_URL")
         return Checkpoint(path.resolve(), self._verified(path), "local", spec)
 
     def _verified(self, path: Path) -> str:
@@ -165,4 +165,4 @@ class CheckpointResolver:
 
 def _unreachable(url: str, reason, dest: Path, owner: str) -> RunnerError:
     return RunnerError(f"cannot download {url} ({reason}): put {dest.name} in a folder and pass "
-                       f"download.mirror=FOLDER, or pass {owner}.checkpoint=PATH")
+                       f"download.mirror=FOLDER, or pass {owner}=PATH")

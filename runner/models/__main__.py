@@ -15,13 +15,14 @@ def list_models() -> str:
     order = {"body": 0, "hand": 1, "hand3d": 2, "wholebody": 3}
     for group in ("pose", "detect"):
         for e in sorted(registry.entries(group), key=lambda e: (order.get(e.task, 9), e.name)):
-            size = "x".join(str(v) for v in e.get("input_size") or []) or "-"
+            # height x width, as MMPose's config names and the guide write it (256x192)
+            size = "x".join(str(v) for v in reversed(e.get("input_size") or [])) or "-"
             paper = e.get("paper")
             score = (f"{paper.metric} {paper.value}" if paper and paper.value is not None
                      else "-")
             rows.append([e.task, e.name, e.get("num_keypoints", "-"), size,
                          e.get("detector", "-") if group == "pose" else "(detector)", score])
-    return table(["task", "name", "keypoints", "input (wxh)", "detector", "paper"], rows)
+    return table(["task", "name", "keypoints", "input (hxw)", "detector", "paper"], rows)
 
 
 def fetch(names: list[str], mirror: str | None) -> None:
@@ -37,7 +38,7 @@ def fetch(names: list[str], mirror: str | None) -> None:
         if not entry.get("checkpoint"):
             continue
         group = "pose" if name in registry.names("pose") else "detect"
-        found = resolver.resolve(str(entry.checkpoint), owner=f"{group}.model")
+        found = resolver.resolve(str(entry.checkpoint), owner=f"{group}.model.checkpoint")
         print(f"{name}: {found.path} ({found.origin}, sha256 {found.sha256[:12]})")
 
 

@@ -89,17 +89,28 @@ def quiet_openmmlab():
         logger.setLevel(level)
 
 
-@functools.lru_cache(maxsize=4)
-def load_mmdet_model(config_spec: str, checkpoint: str, device: str):
-    from mmdet.apis import init_detector
+def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str):
     install_allow_list()
     with refused_globals_explained(checkpoint), quiet_openmmlab():
-        return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
-
-
-@functools.lru_cache(maxsize=4)
-def load_mmpose_model(config_spec: str, checkpoint: str, device: str):
-    from mmpose.apis import init_model
-    install_allow_list()
-    with refused_globals_explained(checkpoint), quiet_openmmlab():
+        if registry == "mmdet":
+            from mmdet.apis import init_detector
+            return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
+        from mmpose.apis import init_model
         return init_model(str(resolve_config_path(config_spec)), checkpoint, device=device)
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(registry: str, config_spec: str, checkpoint: str, checkpoint_sha256: str, device: str,
+               backend: str = "pytorch", onnx_dir: str = "", input_size: tuple[int, int] = (0, 0)):
+    """An MMDetection (registry="mmdet") or MMPose model, once per process (sequential
+    sweep jobs reuse it). With backend="onnxruntime" its network runs in ONNX Runtime
+    (exported once per checkpoint; input_size = (width, height) of the export)."""
+    model = _init_pytorch(registry, config_spec, checkpoint, device)
+    if backend == "onnxruntime":
+        from runner.backends.onnxruntime import onnx_model
+        key = {"name": Path(checkpoint).stem.split("_local")[0][:48], "checkpoint": checkpoint_sha256,
+               "config": config_digest(config_spec)}
+        width, height = input_size
+        with quiet_openmmlab():
+            model = onnx_model(model, key, Path(onnx_dir), (1, 3, height, width), torch.get_num_threads())
+    return model

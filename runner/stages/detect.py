@@ -47,10 +47,8 @@ class Detect(CachedStage):
     @property
     def detector(self):
         if self._detector is None:
-            from runner.models.loading import load_mmdet_model
             from runner.models.mmdet_detector import MMDetDetector
-            model = load_mmdet_model(str(self.entry.config), str(self.ctx.checkpoint("detect").path),
-                                     self.ctx.device)
+            model = self.ctx.load_model("detect")
             self._detector = MMDetDetector(model)
         return self._detector
 
@@ -134,11 +132,12 @@ class FromFile(Stage):
             if not record.ok:
                 continue
             self.stats.units += 1
-            dets = [d for d in self.by_image.get(self.image_id(record), []) if d["score"] > thr]
-            dets.sort(key=lambda d: -d["score"])
-            xywh = np.array([d["bbox"] for d in dets], dtype=np.float32).reshape(-1, 4)
+            # ground-truth boxes (annotations without a score) count as certain
+            dets = [(d.get("score", 1.0), d["bbox"]) for d in self.by_image.get(self.image_id(record), [])]
+            dets = sorted((d for d in dets if d[0] > thr), key=lambda d: -d[0])
+            xywh = np.array([bbox for _, bbox in dets], dtype=np.float32).reshape(-1, 4)
             record.boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-            record.box_scores = np.array([d["score"] for d in dets], dtype=np.float32)
+            record.box_scores = np.array([score for score, _ in dets], dtype=np.float32)
             record.notes.append(f"boxes from {self.source}")
 
     plan = run

@@ -39,15 +39,10 @@ class PoseStage(CachedStage):
     def ready(self) -> str | None:
         return None if self.ctx.checkpoint("pose") else "checkpoint not downloaded yet"
 
-    def load_model(self):
-        from runner.models.loading import load_mmpose_model
-        return load_mmpose_model(str(self.entry.config), str(self.ctx.checkpoint("pose").path),
-                                 self.ctx.device)
-
     @property
     def estimator(self):
         if self._estimator is None:
-            self._estimator = self.make_estimator(self.load_model())
+            self._estimator = self.make_estimator(self.ctx.load_model("pose"))
         return self._estimator
 
     def make_estimator(self, model):

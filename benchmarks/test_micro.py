@@ -1,0 +1,57 @@
+"""Micro benchmarks (pytest-benchmark), run by `make bench`, never by `make test`:
+
+    .venv/bin/python -m pytest benchmarks/test_micro.py --benchmark-enable
+
+The pose network on a batch of 32 crops (PyTorch eager against ONNX Runtime),
+and what a warm run pays per item: a cache lookup and a content hash."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.compare import DATA, POSE, ROOT, checkpoints
+
+BATCH = 32
+
+
+@pytest.fixture(scope="module")
+def pose_models(tmp_path_factory):
+    from runner.checkpoints.safe_load import install_allow_list
+    from runner.models.loading import load_model
+    from runner.models.registry import load_entry
+    install_allow_list()
+    path = checkpoints(ROOT / ".cache" / "bench-checkpoints")[POSE]
+    entry = load_entry(POSE)
+    onnx = tmp_path_factory.mktemp("onnx")
+    return {backend: load_model("mmpose", str(entry.config), str(path), "bench", "cpu", backend, str(onnx),
+                                tuple(entry.input_size)) for backend in ("pytorch", "onnxruntime")}
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return torch.randn(BATCH, 3, 256, 192)
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
+def test_pose_network_batch_of_32(benchmark, pose_models, crops, backend):
+    model = pose_models[backend]
+    forward = (lambda x: model.extract_feat(x).outputs) if backend == "onnxruntime" else model._forward
+    with torch.no_grad():
+        outputs = benchmark(forward, crops)
+    assert outputs[0].shape == (BATCH, 17, 384)
+
+
+def test_cache_lookup(benchmark, tmp_path):
+    from runner.cache import EntryKey, Store
+    store = Store(tmp_path)
+    key = EntryKey("pose", "ab" * 32, "m", "p", "c")
+    store.put(key, {"keypoints": np.zeros((17, 2), np.float32)}, label="bench")
+    found = benchmark(store.get, key)
+    assert found["keypoints"].shape == (17, 2)
+
+
+def test_content_hash_of_an_image(benchmark):
+    from runner.hashing import sha256_file
+    path = sorted((DATA / "coco").glob("*.jpg"))[0]
+    assert len(benchmark(sha256_file, path)) == 64
