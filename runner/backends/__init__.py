@@ -1,0 +1,1 @@
+"""Where a model's network runs besides PyTorch eager (ONNX Runtime)."""
