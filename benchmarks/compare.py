@@ -205,11 +205,17 @@ class Bench:
                                str(self.work / "onnx"), tuple(entry.input_size))
             nets.append((lambda m: (lambda x: m.extract_feat(x).outputs))(model) if backend == "onnxruntime"
                         else model._forward)
+        # the passes the model's test config asks for: RTMPose's flip test runs
+        # every crop twice (as is, and mirrored), in MMPose and in the runner alike
+        flip = bool(model.test_cfg.get("flip_test"))
         with torch.no_grad():
             for start in range(0, len(det_batch), 4):
                 nets[0](det_batch[start:start + 4])
             for start in range(0, len(pose_batch), 32):
-                nets[1](pose_batch[start:start + 32])
+                crops = pose_batch[start:start + 32]
+                nets[1](crops)
+                if flip:
+                    nets[1](crops.flip(-1))
         return len(pose_batch)
 
 

@@ -126,21 +126,27 @@ class VideoFrames(Source):
 
     def __iter__(self) -> Iterator[Item]:
         cap = cv2.VideoCapture(str(self.path))
-        try:
-            for index in itertools.count():
-                if self.max_frames is not None and index >= self.max_frames:
-                    break
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
-                yield Item(id=f"{self.path.name}#{index:06d}", source=str(self.path),
-                           content_key=key, frame_index=index, _image=frame)
-        finally:
-            cap.release()
+        for index, frame in read_frames(cap, self.max_frames):
+            key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
+            yield Item(id=f"{self.path.name}#{index:06d}", source=str(self.path),
+                       content_key=key, frame_index=index, _image=frame)
 
     def describe(self) -> dict:
         return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
+
+
+def read_frames(cap, max_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) from an opened cv2.VideoCapture, until it ends or max_frames; releases it."""
+    try:
+        for index in itertools.count():
+            if max_frames is not None and index >= max_frames:
+                break
+            ok, frame = cap.read()
+            if not ok:
+                break
+            yield index, frame
+    finally:
+        cap.release()
 
 
 class Webcam(Source):
@@ -153,22 +159,18 @@ class Webcam(Source):
         self.fps = 25.0
 
     def __iter__(self) -> Iterator[Item]:
-        cap = cv2.VideoCapture(self.index)
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our error says it in one line
+        try:
+            cap = cv2.VideoCapture(self.index)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
             raise RunnerError(f"cannot open webcam {self.index}: no camera at that index; "
                               "check the device (ls /dev/video*) or pass input=webcam:N")
-        try:
-            for index in itertools.count():
-                if self.max_frames is not None and index >= self.max_frames:
-                    break
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                yield Item(id=f"webcam{self.index}#{index:06d}", source=self.name,
-                           content_key=sha256_bytes(frame.tobytes()), frame_index=index,
-                           _image=frame)
-        finally:
-            cap.release()
+        for index, frame in read_frames(cap, self.max_frames):
+            yield Item(id=f"webcam{self.index}#{index:06d}", source=self.name,
+                       content_key=sha256_bytes(frame.tobytes()), frame_index=index, _image=frame)
 
 
 def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None) -> Source:

@@ -342,3 +342,26 @@ def test_zero_boxes_give_zero_instances(body, photos):
     result = body(photos, "detect.bbox_thr=1.0")
     assert all(r["instances"] == [] for r in result.records)
     assert computed(result, "pose") == 0
+
+
+# -- videos ---------------------------------------------------------------------------
+
+VIDEO = COCO.parent / "video" / "demo.mp4"
+
+
+def test_video_frames_are_items_cached_by_video_content_and_index(body, forwards):
+    first = body(VIDEO, "max_frames=3", "detect.bbox_thr=0.6")
+    assert [r["id"] for r in first.records] == [f"demo.mp4#{i:06d}" for i in range(3)]
+    assert [r["frame_index"] for r in first.records] == [0, 1, 2]
+    assert forwards["RTMDet"] == 3
+    out = first.out_dir
+    saved = json.loads((out / "predictions" / "demo.json").read_text())
+    assert [f["frame_id"] for f in saved] == [0, 1, 2]
+    assert saved[1]["instances"] == first.records[1]["instances"]
+    overlay = cv2.VideoCapture(str(out / "overlays" / "demo.mp4"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    assert (overlay.get(cv2.CAP_PROP_FRAME_WIDTH), overlay.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (960, 540)
+    forwards.clear()
+    longer = body(VIDEO, "detect.bbox_thr=0.6")  # all 5 frames: only the 2 new ones run
+    assert forwards["RTMDet"] == 2 and longer.stages["detect"]["cache_hits"] == 3
+    assert longer.records[:3] == first.records

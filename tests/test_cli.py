@@ -118,3 +118,11 @@ def test_composed_config_has_one_group_per_concern():
     assert cfg.device.type == "auto" and cfg.cache.refresh is False
     override = compose_config(["recipe=body_rtmpose", "pose/model=rtmpose_t", "device=cpu"])
     assert override.pose.model.name == "rtmpose_t" and override.device.type == "cpu"
+
+
+def test_missing_webcam_is_one_line(make_checkpoint, tmp_path):
+    pose = make_checkpoint("rtmpose_t")
+    line = error_line(cli("input=webcam:7", "detect/model=whole_image", "pose/model=rtmpose_t",
+                          f"pose.model.checkpoint={pose[0]}", f"cache.dir={tmp_path}",
+                          f"hydra.run.dir={tmp_path / 'run'}"))
+    assert "cannot open webcam 7: no camera at that index" in line
