@@ -48,7 +48,16 @@ def load_config(spec: str):
     return copy.deepcopy(_pristine_config(spec))
 
 
-@functools.lru_cache(maxsize=None)
+def build_test_pipeline(model, default_scope: str, steps=None):
+    """(scope, pipeline): the model's own test pipeline (or `steps`), built in its
+    registry scope, as MMPose's and MMDetection's inference functions build it."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import DefaultScope
+    scope = model.cfg.get("default_scope", default_scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        return scope, Compose(steps if steps is not None else model.cfg.test_dataloader.dataset.pipeline)
+
+
 @functools.lru_cache(maxsize=None)
 def config_digest(spec: str) -> str:
     """Hash of the fully resolved model config (its _base_ chain included)."""

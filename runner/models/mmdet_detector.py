@@ -11,15 +11,11 @@ import torch
 
 class MMDetDetector:
     def __init__(self, model):
-        from mmcv.transforms import Compose
-        from mmengine.registry import DefaultScope
-
+        from runner.models.loading import build_test_pipeline
         self.model = model
-        self.scope = model.cfg.get("default_scope", "mmdet")
         steps = copy.deepcopy(model.cfg.test_dataloader.dataset.pipeline)
         steps[0].type = "mmdet.LoadImageFromNDArray"  # as inference_detector does for arrays
-        with DefaultScope.overwrite_default_scope(self.scope):
-            self.pipeline = Compose(steps)
+        self.scope, self.pipeline = build_test_pipeline(model, "mmdet", steps)
 
     # -- pre-processing ------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> dict:

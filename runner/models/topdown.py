@@ -8,13 +8,9 @@ import torch
 
 class TopdownEstimator:
     def __init__(self, model):
-        from mmcv.transforms import Compose
-        from mmengine.registry import DefaultScope
-
+        from runner.models.loading import build_test_pipeline
         self.model = model
-        self.scope = model.cfg.get("default_scope", "mmpose")
-        with DefaultScope.overwrite_default_scope(self.scope):
-            self.pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
+        self.scope, self.pipeline = build_test_pipeline(model, "mmpose")
 
     # -- pre-processing ------------------------------------------------------
     def preprocess(self, image: np.ndarray, bbox: np.ndarray) -> dict:

@@ -13,7 +13,9 @@ import numpy as np
 from filelock import Timeout
 
 from runner.cache import EntryKey, Store
+from runner.hashing import sha256_json
 from runner.inputs import BadItem, Item
+from runner.versions import versions
 
 
 @dataclass
@@ -221,3 +223,32 @@ class CachedStage(Stage):
                 results.append(found)
                 found_units.append(unit)
         self.attach(found_units, results)
+
+
+class ModelStage(CachedStage):
+    """A cached stage that runs a registry model (detect, pose): the key is the
+    checkpoint's sha256, the resolved model config, and the code, backend and
+    library versions; `self.name` is also the config section and model role."""
+    libs: tuple[str, ...] = ()
+
+    def setup(self) -> None:
+        self.cfg = self.ctx.cfg[self.name]
+        self.entry = self.cfg.model
+        self.batch_size = int(self.cfg.batch_size)
+
+    def label(self) -> str:
+        return str(self.entry.name)
+
+    def code_parts(self) -> dict:
+        """What identifies this stage's code in its keys (subclasses may add)."""
+        return {"stage": self.name, "version": self.code_version,
+                "backend": self.ctx.backend(self.name), "libs": versions(*self.libs)}
+
+    def key_parts(self):
+        from runner.models.loading import config_digest
+        checkpoint = self.ctx.checkpoint(self.name)
+        params = sha256_json({"config": config_digest(str(self.entry.config))})
+        return checkpoint.sha256 if checkpoint else "", params, sha256_json(self.code_parts())
+
+    def ready(self) -> str | None:
+        return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"

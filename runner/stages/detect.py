@@ -9,37 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.hashing import sha256_json
 from runner.inputs import BadItem
-from runner.stages.base import CachedStage, Record, Stage, Unit
-from runner.versions import versions
+from runner.stages.base import ModelStage, Record, Stage, Unit
 
 
-class Detect(CachedStage):
+class Detect(ModelStage):
     """An MMDetection model (RTMDet person / hand)."""
     name = "detect"
     code_version = 1
+    libs = ("torch", "mmcv", "mmengine", "mmdet", "cv2", "numpy")
 
     def setup(self) -> None:
-        self.cfg = self.ctx.cfg.detect
-        self.entry = self.cfg.model
-        self.batch_size = int(self.cfg.batch_size)
+        super().setup()
         self._detector = None
-
-    def label(self) -> str:
-        return str(self.entry.name)
-
-    def key_parts(self):
-        from runner.models.loading import config_digest
-        checkpoint = self.ctx.checkpoint("detect")
-        params = sha256_json({"config": config_digest(str(self.entry.config))})
-        code = sha256_json({"stage": self.name, "version": self.code_version,
-                            "backend": self.ctx.backend("detect"),
-                            "libs": versions("torch", "mmcv", "mmengine", "mmdet", "cv2", "numpy")})
-        return checkpoint.sha256 if checkpoint else "", params, code
-
-    def ready(self) -> str | None:
-        return None if self.ctx.checkpoint("detect") else "checkpoint not downloaded yet"
 
     def units(self, records: list[Record]) -> list[Unit]:
         return [Unit(r, r.item.content_key) for r in records]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.hashing import sha256_bytes, sha256_json
-from runner.stages.base import CachedStage, Record, Unit
-from runner.versions import versions
+from runner.hashing import sha256_bytes
+from runner.stages.base import ModelStage, Record, Unit
 
 ASSUMED_ROOT_DEPTH_MM = 1000.0
 
 
-class PoseStage(CachedStage):
+class PoseStage(ModelStage):
     """What every pose family shares: its checkpoint, config and library versions
     make the key; the model is loaded only when something must be computed."""
     name = "pose"
@@ -19,25 +18,11 @@ class PoseStage(CachedStage):
     libs = ("torch", "mmcv", "mmengine", "mmpose", "cv2", "numpy")
 
     def setup(self) -> None:
-        self.cfg = self.ctx.cfg.pose
-        self.entry = self.cfg.model
-        self.batch_size = int(self.cfg.batch_size)
+        super().setup()
         self._estimator = None
 
-    def label(self) -> str:
-        return str(self.entry.name)
-
-    def key_parts(self):
-        from runner.models.loading import config_digest
-        checkpoint = self.ctx.checkpoint("pose")
-        params = sha256_json({"config": config_digest(str(self.entry.config))})
-        code = sha256_json({"stage": self.name, "family": str(self.entry.family),
-                            "version": self.code_version, "backend": self.ctx.backend("pose"),
-                            "libs": versions(*self.libs)})
-        return checkpoint.sha256 if checkpoint else "", params, code
-
-    def ready(self) -> str | None:
-        return None if self.ctx.checkpoint("pose") else "checkpoint not downloaded yet"
+    def code_parts(self) -> dict:
+        return {**super().code_parts(), "family": str(self.entry.family)}
 
     @property
     def estimator(self):
