@@ -1,31 +1,38 @@
 """Command line: `python -m runner recipe=NAME input=PATH [key=value ...]`,
-or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline."""
+or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline;
+a sweep's exit status comes from its jobs' manifests (runner.sweep)."""
 from __future__ import annotations
 
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from runner import sweep
 from runner.config import validate_cli
 from runner.console import silence_library_noise
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
-
-_failed_jobs = 0
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> None:
     from runner.pipeline import execute, summary
 
-    global _failed_jobs
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = execute(cfg, keep_records=False)
     except RunnerError as err:
-        sys.exit(f"error: {err}")
+        if not in_sweep:
+            sys.exit(f"error: {err}")
+        # the job's manifest says it too; the other jobs go on
+        print(f"error: {err}", file=sys.stderr)
+        return
     print(summary(result, dry_run=bool(cfg.dry_run)))
-    _failed_jobs += bool(result.failed)
+    if result.failed and not in_sweep:
+        sys.exit(1)
 
 
 def main() -> None:
@@ -37,7 +44,7 @@ def main() -> None:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         sys.exit("interrupted: everything finished so far is cached; re-run the same command to go on")
-    sys.exit(1 if _failed_jobs else 0)
+    sys.exit(sweep.exit_status())
 
 
 if __name__ == "__main__":

@@ -1,32 +1,52 @@
-"""Atomic file writes and inter-process locks: the only places that write
-shared state (cache entries, checkpoints, memos) go through here."""
+"""Atomic file writes and inter-process locks: every write of shared state
+(cache entries, checkpoints, ONNX exports, memos, run files) goes through here.
+
+Files are created with mode 0666 minus the umask, as open() makes them (not
+0600 as mkstemp does), so a group sharing a cache or a run folder can read them.
+A lock is an OS lock (released when its holder dies); waiting for one has a
+timeout, so a hung holder cannot block every other job forever."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+from runner.errors import RunnerError
+
+DEFAULT_LOCK_TIMEOUT_S = 900.0
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one
-    rename, so readers see the old file or the whole new one, never a part."""
+    """Yield a new empty file beside `path` to write; on success it replaces
+    `path` in one rename, so readers see the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def resumable_path(path: str | Path) -> Iterator[Path]:
+    """Like atomic_path, but the partial file has a fixed name (`<name>.part`)
+    and is kept when the writer fails, so a download can resume from it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    yield part
+    os.replace(part, path)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -38,8 +58,38 @@ def write_json(path: str | Path, obj, indent: int | None = None) -> None:
     write_bytes(path, json.dumps(obj, indent=indent).encode())
 
 
+class LockTimeout(RunnerError):
+    pass
+
+
 def lock(path: str | Path) -> FileLock:
-    """An OS-level lock (released if the process dies), on `path`."""
+    """An OS-level lock on `path` (not yet acquired)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path))
+
+
+def try_lock(path: str | Path) -> FileLock | None:
+    """The lock on `path`, acquired, or None if another process holds it."""
+    held = lock(path)
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        return None
+    return held
+
+
+@contextlib.contextmanager
+def locked(path: str | Path, what: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock on `path`, waiting at most `timeout_s` for another holder."""
+    held = lock(path)
+    try:
+        held.acquire(timeout=timeout_s)
+    except Timeout:
+        raise LockTimeout(
+            f"waited {timeout_s:g} s for another process to finish {what} (lock {path}): if that "
+            "process is hung, stop it and re-run; if it is slow, raise cache.lock_timeout_s") from None
+    try:
+        yield
+    finally:
+        held.release()

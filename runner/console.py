@@ -1,4 +1,5 @@
-"""What the console shows: our one-line messages, not the libraries' chatter."""
+"""What the console shows: our tables and one-line messages, not the
+libraries' chatter."""
 from __future__ import annotations
 
 import warnings
@@ -18,3 +19,48 @@ LIBRARY_NOISE = (
 def silence_library_noise() -> None:
     for pattern in LIBRARY_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def stage_table(result) -> str:
+    rows = [[name, s["units"], s["cache_hits"], s["computed"], f"{s['seconds']:.2f}"]
+            for name, s in result.stages.items()]
+    text = table(["stage", "units", "cached", "computed", "seconds"], rows)
+    empty = result.manifest.get("empty") or []
+    if empty:
+        shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
+        text += f"\n{len(empty)} item(s) with no detections (zero instances): {shown}"
+    if result.failed:
+        text += f"\n{len(result.failed)} item(s) failed:\n" + "\n".join(
+            f"  {f['id']}: {f['error']}" for f in result.failed)
+    if result.out_dir is not None:
+        text += f"\noutputs: {result.out_dir}"
+    return text
+
+
+def plan_table(stages: dict[str, dict]) -> str:
+    """Dry run: per stage, what is cached, what would be computed and why."""
+    rows = []
+    for name, s in stages.items():
+        todo = sum(s.get("would_compute", {}).values())
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(s.get("would_compute", {}).items()))
+        if s.get("blocked"):
+            why = ", ".join(filter(None, [why, f"{s['blocked']} item(s) wait for an earlier stage"]))
+        rows.append([name, s["units"], s["cache_hits"], todo, why or "-"])
+    return "dry run: no model was run\n" + table(["stage", "units", "cached", "to compute", "why"], rows)

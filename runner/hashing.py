@@ -1,5 +1,6 @@
-"""Content hashes: of files (with a stat memo so large unchanged files are not
-re-read), of bytes, and of JSON-able values (canonical form)."""
+"""Content hashes: `digest` of values (the one function every cache key and
+derived-artifact name is made with), and sha256 of bytes and files (with a
+stat memo so large unchanged files are not re-read)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,19 +8,87 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from runner import atomic
 
 # Below this size re-hashing is cheaper than reading a memo entry.
 MEMO_MIN_BYTES = 1 << 20
 
 
+def digest(value) -> str:
+    """sha256 of `value`'s canonical bytes.
+
+    Takes None, bool, int, float, str, bytes, numeric numpy arrays and scalars,
+    and lists, tuples and dicts of them (keys: str, int, float, bool or None;
+    dict order does not matter).
+    Anything else raises TypeError: an object array's bytes are memory addresses
+    and an arbitrary object's repr may be too, so a key made from them would
+    differ in the next process and never hit."""
+    h = hashlib.sha256()
+    _feed(h, value)
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    # Every value is written with a type tag and, where its length varies, its
+    # length first: no two different values can produce the same byte stream.
+    if value is None:
+        h.update(b"N")
+    elif isinstance(value, (bool, np.bool_)):
+        h.update(b"T" if value else b"F")
+    elif isinstance(value, (int, np.integer)):
+        h.update(b"i%d;" % int(value))
+    elif isinstance(value, (float, np.floating)):
+        h.update(b"f" + float(value).hex().encode() + b";")
+    elif isinstance(value, str):
+        data = value.encode()
+        h.update(b"s%d:" % len(data) + data)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        h.update(b"b%d:" % len(data) + data)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.hasobject or value.dtype.kind not in "biufc":
+            raise TypeError(f"cannot make a key from a numpy array of dtype {value.dtype}: "
+                            "only numeric arrays have canonical bytes")
+        array = np.ascontiguousarray(value)
+        header = f"a{array.dtype.str}{array.shape}:".encode()
+        h.update(header + b"%d:" % array.nbytes)
+        h.update(array.tobytes())
+    elif isinstance(value, (list, tuple)):
+        h.update(b"l%d:" % len(value))
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, dict):
+        h.update(b"d%d:" % len(value))
+        for encoded, k in sorted((_scalar_bytes(k), k) for k in value):
+            h.update(encoded)
+            _feed(h, value[k])
+    else:
+        raise TypeError(f"cannot make a key from a {type(value).__name__}: convert it to "
+                        "plain data (str, numbers, lists, dicts, numeric arrays) first")
+
+
+class _Bytes:
+    """Collects what _feed writes (for sorting dict keys by their encoding)."""
+
+    def __init__(self):
+        self.data = b""
+
+    def update(self, data: bytes) -> None:
+        self.data += data
+
+
+def _scalar_bytes(key) -> bytes:
+    if not isinstance(key, (str, int, float, bool, np.integer, np.floating, np.bool_, type(None))):
+        raise TypeError(f"cannot make a key from a dict with a {type(key).__name__} key")
+    out = _Bytes()
+    _feed(out, key)
+    return out.data
+
+
 def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_json(value) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return sha256_bytes(text.encode())
 
 
 def sha256_file(path: str | Path) -> str:
@@ -42,13 +111,13 @@ class FileHasher:
         if stamp in self._seen:
             return self._seen[stamp]
         memo = self._memo_path(real) if st.st_size >= MEMO_MIN_BYTES else None
-        digest = self._read_memo(memo, stamp)
-        if digest is None:
-            digest = sha256_file(real)
+        found = self._read_memo(memo, stamp)
+        if found is None:
+            found = sha256_file(real)
             if memo is not None:
-                atomic.write_json(memo, {"stamp": list(stamp), "sha256": digest})
-        self._seen[stamp] = digest
-        return digest
+                atomic.write_json(memo, {"stamp": list(stamp), "sha256": found})
+        self._seen[stamp] = found
+        return found
 
     def _memo_path(self, real: str) -> Path | None:
         if self.memo_dir is None:

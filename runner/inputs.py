@@ -28,18 +28,13 @@ class BadItem(RunnerError):
 @dataclass
 class Item:
     id: str                      # stable name: "000000000785.jpg", "demo.mp4#000012"
+    name: str                    # the input it comes from, relative to the input folder: "demo.mp4"
     source: str                  # the file (or webcam) it comes from
     content_key: str             # sha256 hex of what the pixels are decoded from
     frame_index: int | None = None
     data: bytes | None = field(default=None, repr=False)      # encoded image file
     error: str | None = None     # why it could not be read, if it could not
     _image: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def stem(self) -> str:
-        """A file-name-safe name for this item's outputs."""
-        name = Path(self.source).stem
-        return name if self.frame_index is None else f"{name}_{self.frame_index:06d}"
 
     def image(self) -> np.ndarray:
         """The BGR image, decoded once (as mmcv.imfrombytes does: cv2, colour)."""
@@ -86,8 +81,8 @@ class Source:
 class ImageFiles(Source):
     kind = "images"
 
-    def __init__(self, paths: list[Path], root: Path | None, hasher: FileHasher):
-        self.paths, self.root, self.hasher = paths, root, hasher
+    def __init__(self, paths: list[Path], root: Path | None):
+        self.paths, self.root = paths, root
         self.name = str(root if root is not None else paths[0])
 
     def __len__(self) -> int:
@@ -95,14 +90,14 @@ class ImageFiles(Source):
 
     def __iter__(self) -> Iterator[Item]:
         for path in self.paths:
-            item_id = str(path.relative_to(self.root)) if self.root else path.name
+            name = path.relative_to(self.root).as_posix() if self.root else path.name
             try:
                 data = path.read_bytes()
             except OSError as err:
-                yield Item(id=item_id, source=str(path), content_key="",
+                yield Item(id=name, name=name, source=str(path), content_key="",
                            error=f"cannot read {path}: {err.strerror}; check its permissions and re-run")
                 continue
-            yield Item(id=item_id, source=str(path), content_key=sha256_bytes(data), data=data)
+            yield Item(id=name, name=name, source=str(path), content_key=sha256_bytes(data), data=data)
 
 
 class VideoFrames(Source):
@@ -128,7 +123,7 @@ class VideoFrames(Source):
         cap = cv2.VideoCapture(str(self.path))
         for index, frame in read_frames(cap, self.max_frames):
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
-            yield Item(id=f"{self.path.name}#{index:06d}", source=str(self.path),
+            yield Item(id=f"{self.path.name}#{index:06d}", name=self.path.name, source=str(self.path),
                        content_key=key, frame_index=index, _image=frame)
 
     def describe(self) -> dict:
@@ -169,7 +164,7 @@ class Webcam(Source):
             raise RunnerError(f"cannot open webcam {self.index}: no camera at that index; "
                               "check the device (ls /dev/video*) or pass input=webcam:N")
         for index, frame in read_frames(cap, self.max_frames):
-            yield Item(id=f"webcam{self.index}#{index:06d}", source=self.name,
+            yield Item(id=f"webcam{self.index}#{index:06d}", name=f"webcam{self.index}", source=self.name,
                        content_key=sha256_bytes(frame.tobytes()), frame_index=index, _image=frame)
 
 
@@ -189,12 +184,12 @@ def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None) ->
         images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
         if not images:
             raise RunnerError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTS))}): {hint}")
-        return ImageFiles(images, path, hasher)
+        return ImageFiles(images, path)
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTS:
         return VideoFrames(path, hasher, max_frames)
     if suffix in IMAGE_EXTS:
-        return ImageFiles([path], None, hasher)
+        return ImageFiles([path], None)
     raise RunnerError(f"input {spec} is neither an image ({', '.join(sorted(IMAGE_EXTS))}) "
                       f"nor a video ({', '.join(sorted(VIDEO_EXTS))}): {hint}")
 

@@ -3,4 +3,4 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
-RECIPES_DIR = ROOT / "recipes"
+

@@ -2,11 +2,9 @@
 them in chunks, and write the run folder (overlays, predictions, manifest)."""
 from __future__ import annotations
 
-import functools
 import itertools
 import platform
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,26 +13,20 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from runner import atomic, report
+from runner import atomic, console
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver
 from runner.errors import RunnerError
+from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
 from runner.inputs import Source, open_source, prefetch
 from runner.models.loading import resolve_device, set_threads
+from runner.outputs import RunFolder
 from runner.stages.base import Record, Stage
-from runner.stages.detect import Detect, FromFile, WholeImage
-from runner.stages.download import Download
-from runner.stages.export import Export, record_dict
-from runner.stages.pose import BottomupPose, Hand3DPose, TopdownPose
-from runner.stages.visualize import Visualize
+from runner.stages.export import keypoint_parts, record_dict
 from runner.versions import STACK, versions
 
 CHUNK_ITEMS = 16  # items that go through all steps together (bounded memory)
-
-DETECTORS = {"mmdet": Detect, "whole_image": WholeImage, "from_file": FromFile}
-POSE_FAMILIES = {"topdown": TopdownPose, "rtmo": BottomupPose, "internet": Hand3DPose}
-STEPS = {"download": Download, "visualize": Visualize, "export": Export}
 
 
 @dataclass
@@ -54,11 +46,11 @@ class RunContext:
 
     def __init__(self, cfg: DictConfig, out_dir: Path | None):
         self.cfg = cfg
-        self.out_dir = out_dir
+        self.outputs = RunFolder(out_dir) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
         cache_dir = Path(str(cfg.cache.dir)).expanduser()
-        self.store = Store(cache_dir / "stages")
+        self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
         self.hasher = FileHasher(cache_dir / "memo")
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
@@ -66,82 +58,22 @@ class RunContext:
         self.steps = [str(s) for s in cfg.recipe.steps]
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
-        self._checkpoints: dict[str, Checkpoint | None] = {}
+        self.checkpoints: dict[str, Checkpoint | None] = {}
 
     def model_roles(self) -> list[str]:
         """The steps that run a model with a checkpoint ("detect", "pose")."""
-        roles = []
-        if "detect" in self.steps and self.cfg.detect.model.get("checkpoint"):
-            roles.append("detect")
-        if "pose" in self.steps:
-            roles.append("pose")
-        return roles
+        return [step for step in MODEL_STEPS if step in self.steps
+                and family(str(self.cfg[step].model.family)).estimator is not None]
 
     def checkpoint(self, role: str) -> Checkpoint | None:
-        if role not in self._checkpoints:
+        """`role`'s checkpoint, resolved once (None in a dry run when not at hand)."""
+        if role not in self.checkpoints:
             entry = self.cfg[role].model
             chosen = (self.cfg.download.get("checkpoints") or {}).get(str(entry.name))
             spec, owner = (chosen, f"download.checkpoints.{entry.name}") if chosen else \
                 (entry.checkpoint, f"{role}.model.checkpoint")
-            self._checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
-        return self._checkpoints[role]
-
-    def backend(self, role: str) -> str:
-        """What runs `role`'s network: pytorch or onnxruntime (auto: ONNX Runtime
-        on the CPU, PyTorch on a GPU)."""
-        name = str(self.cfg.backend.name)
-        if name == "auto":
-            return "pytorch" if self.device.startswith("cuda") else "onnxruntime"
-        if name not in ("pytorch", "onnxruntime"):
-            raise RunnerError(f"backend {name!r} is unknown: use backend=auto, backend=pytorch "
-                              "or backend=onnxruntime")
-        return name
-
-    def load_model(self, role: str):
-        """The MMDet / MMPose model of `role`, with its network on the chosen backend."""
-        from runner.models.loading import load_model
-        entry, checkpoint = self.cfg[role].model, self.checkpoint(role)
-        registry = "mmdet" if role == "detect" else "mmpose"
-        return load_model(registry, str(entry.config), str(checkpoint.path), checkpoint.sha256, self.device,
-                          self.backend(role), str(Path(str(self.cfg.backend.dir)).expanduser()),
-                          tuple(int(v) for v in entry.input_size))
-
-    @functools.cache
-    def dataset_meta(self) -> dict:
-        """Keypoint names, skeleton and colours of the pose model's dataset."""
-        from mmpose.apis.inference import dataset_meta_from_config
-        from mmpose.datasets.datasets.utils import parse_pose_metainfo
-        from runner.models.loading import load_config
-        meta = dataset_meta_from_config(load_config(str(self.cfg.pose.model.config)),
-                                        dataset_mode="train")
-        return meta or parse_pose_metainfo(dict(from_file="configs/_base_/datasets/coco.py"))
-
-    def parts(self) -> dict:
-        """Named keypoint ranges of the pose model (body, feet, face, hands), if any."""
-        model = self.cfg.get("pose", {}).get("model")
-        parts = model.get("parts") if model else None
-        return {str(k): (int(v[0]), int(v[1])) for k, v in parts.items()} if parts else {}
-
-    def fps(self, source: str) -> float:
-        return float(getattr(self.source, "fps", 25.0))
-
-
-def build_stages(ctx: RunContext) -> list[Stage]:
-    stages = []
-    for step in ctx.steps:
-        if step == "detect":
-            family = str(ctx.cfg.detect.model.family)
-            cls = DETECTORS.get(family)
-        elif step == "pose":
-            family = str(ctx.cfg.pose.model.family)
-            cls = POSE_FAMILIES.get(family)
-        else:
-            family, cls = step, STEPS.get(step)
-        if cls is None:
-            raise RunnerError(f"recipe step {step!r} ({family}) is not known: steps are "
-                              "download, detect, pose, visualize, export")
-        stages.append(cls(ctx))
-    return stages
+            self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
+        return self.checkpoints[role]
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -160,75 +92,111 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
-    """Run a composed config; files go to cfg.output.dir (none in a dry run)."""
-    check_values(cfg)
-    set_threads(cfg.device.get("threads"))
+    """Run a composed config; files go to cfg.output.dir (none in a dry run).
+    The run folder gets a manifest whatever happens: `ok`, `failed` (some items
+    failed), `error` (the run stopped on a RunnerError) or `interrupted`."""
     out_dir = None if cfg.dry_run or cfg.output.dir is None else Path(str(cfg.output.dir))
-    ctx = RunContext(cfg, out_dir)
-    started = datetime.now(timezone.utc)
-    stages = build_stages(ctx)
-    ctx.source = source = open_source(str(cfg.input), ctx.hasher, cfg.max_frames)
-    for stage in stages:
-        stage.setup()
-    records_out: list[dict] = []
-    failed: list[dict] = []
-    empty: list[str] = []  # items where nothing was found (no whole-image fallback)
-    inputs: list[dict] = []
-    total = len(source) if hasattr(source, "__len__") else None
-    bars = {s.name: tqdm(total=total, desc=f"{s.name:9s}", unit="item", leave=False,
-                         position=i, dynamic_ncols=True, disable=None)
-            for i, s in enumerate(stages) if s.name != "download"}
-    status = "interrupted"
+    run = Run(cfg, out_dir, keep_records)
+    status, error = "interrupted", None
     try:
-        items = prefetch(iter(source))
-        while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
-            records = [Record(item, error=item.error) for item in chunk]
-            for stage in stages:
-                (stage.plan if ctx.dry_run else stage.run)(records)
-                if stage.name in bars:
-                    bars[stage.name].update(len(records))
-            for record in records:
-                if source.kind == "images":
-                    inputs.append({"id": record.item.id, "sha256": record.item.content_key})
-                if record.error:
-                    failed.append({"id": record.item.id, "error": record.error})
-                elif record.boxes is not None and len(record.boxes) == 0:
-                    empty.append(record.item.id)
-                if keep_records:
-                    records_out.append(record_dict(record, ctx.parts()))
-                record.item.release()
-        status = "failed" if failed else "ok"
+        run.go()
+        status = "failed" if run.failed else "ok"
+    except RunnerError as err:
+        status, error = "error", str(err)
+        raise
     finally:
-        for bar in bars.values():
-            bar.close()
-        for stage in stages:
-            stage.finish()
-        ctx.pool.shutdown()
-        manifest = make_manifest(cfg, ctx, stages, source, inputs, failed, empty, started, status)
+        manifest = run.manifest(status, error)
         if out_dir is not None:
             atomic.write_json(out_dir / "manifest.json", manifest, indent=2)
-    return RunResult(records_out, manifest, out_dir, failed)
+    return RunResult(run.records, manifest, out_dir, run.failed)
 
 
-def make_manifest(cfg, ctx, stages, source, inputs, failed, empty, started, status) -> dict:
-    return {
-        "status": status,
-        "recipe": str(cfg.recipe.name),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "versions": {**versions(*STACK), "python": platform.python_version()},
-        "device": ctx.device,
-        "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
-                               if (c := ctx._checkpoints.get(role)) else None)
-                        for role in ctx.model_roles()},
-        "input": {**source.describe(), "items": inputs} if source else None,
-        "stages": {s.name: s.stats.as_dict() for s in stages},
-        "failed": failed,
-        "empty": empty,
-    }
+class Run:
+    """One run's state as it streams the input through the stages."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path | None, keep_records: bool):
+        self.cfg, self.out_dir, self.keep_records = cfg, out_dir, keep_records
+        self.started = datetime.now(timezone.utc)
+        self.ctx: RunContext | None = None
+        self.stages: list[Stage] = []
+        self.records: list[dict] = []
+        self.failed: list[dict] = []
+        self.empty: list[str] = []  # items where nothing was found (no whole-image fallback)
+        self.inputs: list[dict] = []
+
+    def go(self) -> None:
+        cfg = self.cfg
+        check_values(cfg)
+        set_threads(cfg.device.get("threads"))
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.ctx = ctx = RunContext(cfg, self.out_dir)
+        set_up: list[Stage] = []
+        try:
+            self.stages = [build_stage(ctx, step) for step in ctx.steps]
+            ctx.source = open_source(str(cfg.input), ctx.hasher, cfg.max_frames)
+            for stage in self.stages:
+                stage.setup()
+                set_up.append(stage)
+            self._stream(ctx.source)
+        finally:
+            for stage in set_up:
+                stage.finish()
+            ctx.pool.shutdown()
+
+    def _stream(self, source: Source) -> None:
+        parts = keypoint_parts(self.cfg)
+        total = len(source) if hasattr(source, "__len__") else None
+        bars = {s.name: tqdm(total=total, desc=f"{s.name:9s}", unit="item", leave=False,
+                             position=i, dynamic_ncols=True, disable=None)
+                for i, s in enumerate(self.stages) if s.name != "download"}
+        try:
+            items = prefetch(iter(source))
+            while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
+                records = [Record(item, error=item.error) for item in chunk]
+                for stage in self.stages:
+                    (stage.plan if self.ctx.dry_run else stage.run)(records)
+                    if stage.name in bars:
+                        bars[stage.name].update(len(records))
+                for record in records:
+                    self._done(record, source.kind, parts)
+        finally:
+            for bar in bars.values():
+                bar.close()
+
+    def _done(self, record: Record, kind: str, parts: dict) -> None:
+        if kind == "images":
+            self.inputs.append({"id": record.item.id, "sha256": record.item.content_key})
+        if record.error:
+            self.failed.append({"id": record.item.id, "error": record.error})
+        elif record.boxes is not None and len(record.boxes) == 0:
+            self.empty.append(record.item.id)
+        if self.keep_records:
+            self.records.append(record_dict(record, parts))
+        record.item.release()
+
+    def manifest(self, status: str, error: str | None) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        source = ctx.source if ctx else None
+        return {
+            "status": status,
+            **({"error": error} if error else {}),
+            "recipe": str(cfg.recipe.name),
+            "started": self.started.isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": sys.argv,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "versions": {**versions(*STACK), "python": platform.python_version()},
+            "device": ctx.device if ctx else None,
+            "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
+                                   if (c := ctx.checkpoints.get(role)) else None)
+                            for role in (ctx.model_roles() if ctx else [])},
+            "input": {**source.describe(), "items": self.inputs} if source else None,
+            "stages": {s.name: s.stats.as_dict() for s in self.stages},
+            "failed": self.failed,
+            "empty": self.empty,
+        }
 
 
 def summary(result: RunResult, dry_run: bool) -> str:
-    return report.plan_table(result.stages) if dry_run else report.stage_table(result)
+    return console.plan_table(result.stages) if dry_run else console.stage_table(result)

@@ -15,7 +15,7 @@ if $PY -m runner.models fetch rtmdet_m_person rtmpose_m $MIRROR; then
 fi
 echo "demo: the official checkpoints cannot be had here (offline); using locally made ones instead." >&2
 echo "demo: set POSE_RUNNER_MIRROR=FOLDER (official .pth files) for real poses." >&2
-made=$($PY -m runner.checkpoints.fabricate rtmdet_m_person rtmpose_m --out .cache/demo-checkpoints --calibrate "$INPUT")
+made=$($PY -m runner.models.fabricate rtmdet_m_person rtmpose_m --out .cache/demo-checkpoints --calibrate "$INPUT")
 det=$(echo "$made" | sed -n 1p)
 pose=$(echo "$made" | sed -n 2p)
 exec $PY -m runner recipe=body_rtmpose input="$INPUT" detect.model.checkpoint="$det" pose.model.checkpoint="$pose"

@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
 Checkpoints are made locally from the models' own configs (real architectures,
-seeded weights; runner.checkpoints.fabricate) and served by an HTTP server on
+seeded weights; runner.models.fabricate) and served by an HTTP server on
 127.0.0.1, so the download path is the real one and nothing leaves the machine.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def server(served_dir):
 
 @pytest.fixture(scope="session")
 def calibration_images():
-    from runner.checkpoints.fabricate import load_images
+    from runner.models.fabricate import load_images
     return load_images(COCO)
 
 
@@ -80,7 +80,7 @@ def calibration_images():
 def make_checkpoint(calibration_images, served_dir, server):
     """make_checkpoint("rtmpose_t", seed=0) -> (local path, URL on the local server)."""
     from runner.models.registry import load_entry
-    from runner.checkpoints.fabricate import fabricate
+    from runner.models.fabricate import fabricate
 
     def make(name: str, seed: int = 0, images=None):
         path = fabricate(load_entry(name), CHECKPOINTS, seed, images or calibration_images)

@@ -86,7 +86,7 @@ def test_a_failed_write_leaves_no_entry(tmp_path, monkeypatch):
 
 def _hold(root, seconds, ready):
     store = Store(root)
-    with store.lock(key()):
+    with store.locked(key()):
         ready.set()
         time.sleep(seconds)
         store.put(key(), {"x": np.full(2, 7.0)})
@@ -100,7 +100,7 @@ def test_lock_makes_the_second_process_wait_and_reuse(tmp_path):
     assert ready.wait(30)
     store = Store(tmp_path)
     assert store.get(key()) is None  # not written yet
-    with store.lock(key()):
+    with store.locked(key()):
         got = store.get(key())
     holder.join()
     np.testing.assert_array_equal(got["x"], [7.0, 7.0])
@@ -136,3 +136,39 @@ def test_cache_cli_info_and_clear(tmp_path):
     assert run("gc").returncode != 0  # needs a limit
     assert "cleared" in run("clear").stdout
     assert store.get(key()) is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_get_the_usual_mode(tmp_path, umask):
+    """Files written atomically are readable by whoever the umask lets read
+    them (a group sharing results), not 0600 as mkstemp makes them."""
+    from runner import atomic
+    old = os.umask(umask)
+    try:
+        atomic.write_json(tmp_path / "manifest.json", {"status": "ok"})
+        Store(tmp_path / "stages").put(key(), {"x": np.ones(1)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert Store(tmp_path / "stages").path(key()).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_waiting_for_a_hung_holder_times_out_with_a_clear_message(tmp_path):
+    from runner.atomic import LockTimeout
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), 30.0, ready))  # "hung": holds it for 30 s
+    holder.start()
+    try:
+        assert ready.wait(30)
+        store = Store(tmp_path, lock_timeout_s=0.5)
+        assert store.try_lock(key()) is None
+        with pytest.raises(LockTimeout, match=r"waited 0.5 s for another process to finish the pose entry .*"
+                                              r"raise cache.lock_timeout_s"):
+            with store.locked(key()):
+                pass
+    finally:
+        holder.kill()
+        holder.join()
+    with Store(tmp_path, lock_timeout_s=0.5).locked(key()):  # the OS released the dead holder's lock
+        pass

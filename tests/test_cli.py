@@ -126,3 +126,20 @@ def test_missing_webcam_is_one_line(make_checkpoint, tmp_path):
                           f"pose.model.checkpoint={pose[0]}", f"cache.dir={tmp_path}",
                           f"hydra.run.dir={tmp_path / 'run'}"))
     assert "cannot open webcam 7: no camera at that index" in line
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_sweep_with_a_failed_item_exits_non_zero_with_every_launcher(make_checkpoint, tmp_path, launcher):
+    """The exit status comes from what the jobs report (their manifests), not
+    from a counter in the parent process that joblib's workers never touch."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(sorted(COCO.glob("*.jpg"))[0], folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    det, pose = make_checkpoint("rtmdet_nano_person"), make_checkpoint("rtmpose_t")
+    done = cli("-m", f"hydra/launcher={launcher}", f"input={folder}", "detect/model=rtmdet_nano_person",
+               "pose/model=rtmpose_t", f"cache.dir={tmp_path / 'c'}", f"detect.model.checkpoint={det[0]}",
+               f"pose.model.checkpoint={pose[0]}", "detect.bbox_thr=0.3,0.5",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert len(list((tmp_path / "sweep").glob("*/manifest.json"))) == 2

@@ -35,9 +35,9 @@ def test_mmdet_and_mmpose_import_with_pinned_versions():
     assert (mmcv.__version__, mmdet.__version__, mmpose.__version__) == ("2.1.0", "3.3.0", "1.3.2")
 
 
-@pytest.mark.parametrize("name,registry", [("rtmdet_m_person", "mmdet"), ("rtmpose_m", "mmpose")])
-def test_models_build_from_configs_inside_the_installed_packages(name, registry):
-    from runner.checkpoints.fabricate import build_model
+@pytest.mark.parametrize("name,library", [("rtmdet_m_person", "mmdet"), ("rtmpose_m", "mmpose")])
+def test_models_build_from_configs_inside_the_installed_packages(name, library):
+    from runner.models.fabricate import build_model
     from runner.models.loading import config_digest, resolve_config_path
     from runner.models.registry import load_entry
 
@@ -45,13 +45,13 @@ def test_models_build_from_configs_inside_the_installed_packages(name, registry)
     path = resolve_config_path(entry.config)
     assert f"site-packages/mmpose/.mim/" in str(path)
     digest = config_digest(entry.config)
-    model = build_model(entry, registry).eval()
+    model = build_model(entry, library).eval()
     # builders edit configs in place; our cache keys must not see that (CI regression)
     config_digest.cache_clear()
     assert config_digest(entry.config) == digest
     with torch.no_grad():
-        out = model._forward(torch.zeros(1, 3, 256, 192) if registry == "mmpose" else torch.zeros(1, 3, 640, 640))
-    if registry == "mmpose":
+        out = model._forward(torch.zeros(1, 3, 256, 192) if library == "mmpose" else torch.zeros(1, 3, 640, 640))
+    if library == "mmpose":
         simcc_x, simcc_y = out
         assert simcc_x.shape == (1, 17, 384) and simcc_y.shape == (1, 17, 512)  # SimCC: 2x split ratio
     else:

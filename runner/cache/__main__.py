@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runner.cache.store import Store, read_metadata
 from runner.errors import RunnerError
-from runner.report import table
+from runner.console import table
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

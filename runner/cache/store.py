@@ -3,7 +3,8 @@
 An entry holds a stage's result for one unit of work (an image, a video frame,
 one box of an image) as named numpy arrays in a safetensors file: no pickle.
 Its key is the hash of exactly what the stage consumed, kept as separate
-components so a miss can be explained:
+components so a miss can be explained; `EntryKey.of` is the one place a key
+is made (from plain data, through runner.hashing.digest):
 
     input   the unit's content (image bytes; video hash + frame index; + the box)
     model   the checkpoint's sha256
@@ -26,11 +27,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from filelock import FileLock
 from safetensors import safe_open
 from safetensors.numpy import save as save_safetensors
 
 from runner import atomic
+from runner.hashing import digest
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class EntryKey:
     model: str
     params: str
     code: str
+
+    @classmethod
+    def of(cls, stage: str, input, model, params, code) -> "EntryKey":
+        """The key of a unit of `stage`: each component is the digest of the
+        plain data it is given (an object that has no canonical bytes is refused)."""
+        return cls(stage, digest(input), digest(model), digest(params), digest(code))
 
     @property
     def digest(self) -> str:
@@ -62,15 +69,25 @@ def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
 
 
 class Store:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, lock_timeout_s: float = atomic.DEFAULT_LOCK_TIMEOUT_S):
         self.root = Path(root)
+        self.lock_timeout_s = lock_timeout_s
 
     # -- paths ---------------------------------------------------------------
     def path(self, key: EntryKey) -> Path:
         return self.root / key.stage / key.input[:2] / key.input / f"{key.digest}{SUFFIX}"
 
-    def lock(self, key: EntryKey) -> FileLock:
-        return atomic.lock(self.root / ".locks" / key.digest[:2] / f"{key.digest}.lock")
+    def _lock_path(self, key: EntryKey) -> Path:
+        return self.root / ".locks" / key.digest[:2] / f"{key.digest}.lock"
+
+    def try_lock(self, key: EntryKey):
+        """The entry's lock, acquired, or None if another process computes it."""
+        return atomic.try_lock(self._lock_path(key))
+
+    def locked(self, key: EntryKey):
+        """Wait (at most lock_timeout_s) for whoever computes the entry."""
+        return atomic.locked(self._lock_path(key), f"the {key.stage} entry {key.digest[:12]}",
+                             self.lock_timeout_s)
 
     # -- entries -------------------------------------------------------------
     def get(self, key: EntryKey) -> dict[str, np.ndarray] | None:

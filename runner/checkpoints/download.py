@@ -64,11 +64,6 @@ class Checkpoint:
     path: Path
     sha256: str
     origin: str      # "cache", "mirror", "download" or "local"
-    spec: str        # what the model entry asked for (URL or path)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
 
 class ChecksumMismatch(RunnerError):
@@ -95,7 +90,7 @@ class CheckpointResolver:
         cached = self.cache_dir / name
         if cached.is_file():
             try:
-                return Checkpoint(cached, self._verified(cached), "cache", spec)
+                return Checkpoint(cached, self._verified(cached), "cache")
             except ChecksumMismatch as err:
                 log.warning("%s; fetching it again", err)
                 cached.unlink()
@@ -104,21 +99,21 @@ class CheckpointResolver:
             digest = self._verified(source)
             with atomic.atomic_path(cached) as tmp:
                 shutil.copyfile(source, tmp)
-            return Checkpoint(cached, digest, "mirror", spec)
+            return Checkpoint(cached, digest, "mirror")
         if not fetch:
             return None
-        with atomic.lock(self.cache_dir / ".locks" / f"{name}.lock"):
+        with atomic.locked(self.cache_dir / ".locks" / f"{name}.lock", f"downloading {name}"):
             if cached.is_file():  # another process fetched it while we waited
-                return Checkpoint(cached, self._verified(cached), "cache", spec)
+                return Checkpoint(cached, self._verified(cached), "cache")
             self._download(spec, cached, owner)
-            return Checkpoint(cached, self._verified(cached), "download", spec)
+            return Checkpoint(cached, self._verified(cached), "download")
 
     # -- helpers -------------------------------------------------------------
     def _local(self, spec: str, owner: str) -> Checkpoint:
         path = Path(spec).expanduser()
         if not path.is_file():
             raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}=PATH_OR_URL")
-        return Checkpoint(path.resolve(), self._verified(path), "local", spec)
+        return Checkpoint(path.resolve(), self._verified(path), "local")
 
     def _verified(self, path: Path) -> str:
         digest = self.hasher.sha256(path)
@@ -130,36 +125,35 @@ class CheckpointResolver:
         return digest
 
     def _download(self, url: str, dest: Path, owner: str) -> None:
-        part = dest.with_name(dest.name + ".part")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        have = part.stat().st_size if part.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                resumed = have and response.status == 206
-                total = response.length
-                mode = "ab" if resumed else "wb"
-                done = have if resumed else 0
-                with open(part, mode) as out, tqdm(
-                        total=(total + done) if total else None, initial=done, unit="B",
-                        unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except urllib.error.HTTPError as err:
-            if not (err.code == 416 and have):  # 416: the .part is already whole
-                raise _unreachable(url, f"HTTP {err.code} {err.reason}", dest, owner) from None
-        except (urllib.error.URLError, OSError) as err:
-            raise _unreachable(url, getattr(err, "reason", None) or err, dest, owner) from None
-        prefix = expected_hash_prefix(dest.name)
-        digest = sha256_file(part)
-        if prefix is not None and not digest.startswith(prefix):
-            part.unlink()
-            raise ChecksumMismatch(
-                f"downloaded {url} but its sha256 starts with {digest[:8]}, not {prefix} as its "
-                "name says: the server sent a different file; re-run to try again, or use "
-                "download.mirror=FOLDER with a verified copy")
-        part.replace(dest)
+        """Fetch `url` into `dest` through a `.part` file that a later attempt
+        resumes (HTTP Range); `dest` appears only once the file is verified."""
+        with atomic.resumable_path(dest) as part:
+            have = part.stat().st_size if part.exists() else 0
+            request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    resumed = have and response.status == 206
+                    total = response.length
+                    done = have if resumed else 0
+                    with open(part, "ab" if resumed else "wb") as out, tqdm(
+                            total=(total + done) if total else None, initial=done, unit="B",
+                            unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
+                        while chunk := response.read(_CHUNK):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as err:
+                if not (err.code == 416 and have):  # 416: the .part is already whole
+                    raise _unreachable(url, f"HTTP {err.code} {err.reason}", dest, owner) from None
+            except (urllib.error.URLError, OSError) as err:
+                raise _unreachable(url, getattr(err, "reason", None) or err, dest, owner) from None
+            prefix = expected_hash_prefix(dest.name)
+            found = sha256_file(part)
+            if prefix is not None and not found.startswith(prefix):
+                part.unlink()
+                raise ChecksumMismatch(
+                    f"downloaded {url} but its sha256 starts with {found[:8]}, not {prefix} as its "
+                    "name says: the server sent a different file; re-run to try again, or use "
+                    "download.mirror=FOLDER with a verified copy")
         log.info("downloaded %s", dest)
 
 

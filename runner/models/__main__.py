@@ -7,7 +7,7 @@ import sys
 
 from runner.errors import RunnerError
 from runner.models import registry
-from runner.report import table
+from runner.console import table
 
 
 def list_models() -> str:

@@ -1,5 +1,7 @@
-"""Build MMDetection and MMPose models from registry entries, once per process
-(sequential sweep jobs reuse them), with checkpoints loaded safely."""
+"""Model-loading policy: resolved configs and their digests, the device, the
+backend that runs a network, and MMDetection / MMPose models built from
+registry entries once per process (sequential sweep jobs reuse them), with
+checkpoints loaded safely."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +17,7 @@ import torch
 
 from runner.checkpoints.safe_load import install_allow_list, refused_globals_explained
 from runner.errors import RunnerError
-from runner.hashing import sha256_json
+from runner.hashing import digest
 
 
 def resolve_config_path(spec: str) -> Path:
@@ -61,7 +63,16 @@ def build_test_pipeline(model, default_scope: str, steps=None):
 @functools.lru_cache(maxsize=None)
 def config_digest(spec: str) -> str:
     """Hash of the fully resolved model config (its _base_ chain included)."""
-    return sha256_json(_pristine_config(spec).to_dict())
+    return digest(_pristine_config(spec).to_dict())
+
+
+@functools.lru_cache(maxsize=None)
+def dataset_meta(spec: str) -> dict:
+    """Keypoint names, skeleton and colours of a pose model config's dataset."""
+    from mmpose.apis.inference import dataset_meta_from_config
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    meta = dataset_meta_from_config(load_config(spec), dataset_mode="train")
+    return meta or parse_pose_metainfo(dict(from_file="configs/_base_/datasets/coco.py"))
 
 
 def resolve_device(device_cfg) -> str:
@@ -76,6 +87,19 @@ def resolve_device(device_cfg) -> str:
     if kind == "cpu":
         return "cpu"
     raise RunnerError(f"device type {kind!r} is unknown: use device=auto, device=cpu or device=cuda")
+
+
+BACKENDS = ("pytorch", "onnxruntime")
+
+
+def choose_backend(name: str, device: str) -> str:
+    """What runs a network: `auto` is ONNX Runtime on the CPU, PyTorch on a GPU."""
+    if name == "auto":
+        return "pytorch" if device.startswith("cuda") else "onnxruntime"
+    if name not in BACKENDS:
+        raise RunnerError(f"backend {name!r} is unknown: use backend=auto, "
+                          + ", ".join(f"backend={b}" for b in BACKENDS))
+    return name
 
 
 def set_threads(threads: int | None) -> None:
@@ -106,6 +130,15 @@ def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str)
             return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
         from mmpose.apis import init_model
         return init_model(str(resolve_config_path(config_spec)), checkpoint, device=device)
+
+
+def model_for(cfg, role: str, library: str, checkpoint, device: str):
+    """The model of `role` ("detect" or "pose") in the run config `cfg`, with
+    its network on the backend the config chooses."""
+    entry = cfg[role].model
+    return load_model(library, str(entry.config), str(checkpoint.path), checkpoint.sha256, device,
+                      choose_backend(str(cfg.backend.name), device),
+                      str(Path(str(cfg.backend.dir)).expanduser()), tuple(int(v) for v in entry.input_size))
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,55 +1,38 @@
 """Detectors from MMDetection (RTMDet person / hand): MMDetection's own test
-pipeline and model, with images batched where that cannot change the numbers."""
+pipeline and model. The raw output (every box before any threshold) is what
+is cached; `attach` keeps boxes as MMPose's demo and inferencer do."""
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
 
 import numpy as np
-import torch
+
+from runner.models.base import Estimator
 
 
-class MMDetDetector:
-    def __init__(self, model):
-        from runner.models.loading import build_test_pipeline
-        self.model = model
+class MMDetDetector(Estimator):
+    library = "mmdet"
+    unit = "image"
+
+    def pipeline_steps(self, model):
         steps = copy.deepcopy(model.cfg.test_dataloader.dataset.pipeline)
         steps[0].type = "mmdet.LoadImageFromNDArray"  # as inference_detector does for arrays
-        self.scope, self.pipeline = build_test_pipeline(model, "mmdet", steps)
+        return steps
 
-    # -- pre-processing ------------------------------------------------------
-    def preprocess(self, image: np.ndarray) -> dict:
+    def preprocess(self, image: np.ndarray, box=None) -> dict:
         return self.pipeline(dict(img=image, img_id=0))
 
-    # -- forward + post-processing -------------------------------------------
-    def predict(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Raw detections per image (before any score threshold):
-        bboxes (N, 4) xyxy in image pixels, scores (N,), labels (N,)."""
-        from mmengine.registry import DefaultScope
+    def postprocess(self, det_sample) -> dict[str, np.ndarray]:
+        """bboxes (N, 4) xyxy in image pixels, scores (N,), labels (N,)."""
+        pred = det_sample.pred_instances.cpu().numpy()
+        return {"bboxes": pred.bboxes.astype(np.float32).reshape(-1, 4),
+                "scores": pred.scores.astype(np.float32).reshape(-1),
+                "labels": pred.labels.astype(np.int64).reshape(-1)}
 
-        with DefaultScope.overwrite_default_scope(self.scope):
-            prepared = [self.preprocess(img) for img in images]
-        # The data preprocessor pads a batch to its largest input: batch only
-        # equal shapes, so each image's numbers match a batch of one.
-        groups = defaultdict(list)
-        for i, data in enumerate(prepared):
-            groups[tuple(data["inputs"].shape)].append(i)
-        results: list = [None] * len(images)
-        for indices in groups.values():
-            batch = {"inputs": [prepared[i]["inputs"] for i in indices],
-                     "data_samples": [prepared[i]["data_samples"] for i in indices]}
-            with torch.no_grad():
-                outputs = self.model.test_step(batch)
-            for i, out in zip(indices, outputs):
-                results[i] = postprocess(out)
-        return results
-
-
-def postprocess(det_sample) -> dict[str, np.ndarray]:
-    pred = det_sample.pred_instances.cpu().numpy()
-    return {"bboxes": pred.bboxes.astype(np.float32).reshape(-1, 4),
-            "scores": pred.scores.astype(np.float32).reshape(-1),
-            "labels": pred.labels.astype(np.int64).reshape(-1)}
+    @staticmethod
+    def attach(record, slot, raw, cfg) -> None:
+        record.boxes, record.box_scores = select_boxes(
+            raw, cfg.detect.model.cat_ids, float(cfg.detect.bbox_thr), float(cfg.detect.nms_thr))
 
 
 def select_boxes(raw: dict[str, np.ndarray], cat_ids, bbox_thr: float, nms_thr: float | None):

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner.config import options
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
 
-GROUPS = {"detect": CONF_DIR / "detect" / "model", "pose": CONF_DIR / "pose" / "model"}
+GROUPS = ("detect", "pose")
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in GROUPS[group].glob("*.yaml"))
+    return options(f"{group}/model")
 
 
 def entries(group: str) -> list[DictConfig]:
-    return [OmegaConf.load(GROUPS[group] / f"{n}.yaml") for n in names(group)]
+    return [OmegaConf.load(CONF_DIR / group / "model" / f"{n}.yaml") for n in names(group)]
 
 
 def load_entry(name: str) -> DictConfig:
-    for group, folder in GROUPS.items():
-        path = folder / f"{name}.yaml"
-        if path.is_file():
-            return OmegaConf.load(path)
+    for group in GROUPS:
+        if name in names(group):
+            return OmegaConf.load(CONF_DIR / group / "model" / f"{name}.yaml")
     known = ", ".join(names("detect") + names("pose"))
     raise RunnerError(f"unknown model {name!r}: choose one of {known}")

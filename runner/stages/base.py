@@ -1,7 +1,12 @@
 """What every step shares: the per-item Record that flows through the chain,
 per-stage statistics, and CachedStage, which looks each unit of work up in the
 cache, computes only the misses (in batches, under per-entry locks) and
-explains misses in dry runs."""
+explains misses in dry runs. ModelStage is the cached stage that runs a model
+family's estimator (detect, pose).
+
+A cached stage declares what its results depend on, as plain data: each unit's
+`input`, and the run-wide `model`, `params` and `code` (key_parts). The key is
+made from them in one place, EntryKey.of."""
 from __future__ import annotations
 
 import time
@@ -10,29 +15,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from filelock import Timeout
 
 from runner.cache import EntryKey, Store
-from runner.hashing import sha256_json
 from runner.inputs import BadItem, Item
 from runner.versions import versions
+
+# Library versions that change a model's numbers, by the library it runs in.
+MODEL_LIBS = {"mmdet": ("torch", "mmcv", "mmengine", "mmdet", "cv2", "numpy"),
+              "mmpose": ("torch", "mmcv", "mmengine", "mmpose", "cv2", "numpy")}
 
 
 @dataclass
 class Record:
     """One item and everything computed for it so far."""
     item: Item
-    detections: dict[str, np.ndarray] | None = None  # raw detector output (before bbox_thr)
-    boxes: np.ndarray | None = None                  # kept boxes (M, 4) xyxy
-    box_scores: np.ndarray | None = None             # (M,)
-    poses: list[dict[str, np.ndarray]] | None = None  # one per instance
-    overlay: bytes | None = None                     # encoded overlay image
+    boxes: np.ndarray | None = None                   # kept boxes (M, 4) xyxy
+    box_scores: np.ndarray | None = None              # (M,)
+    poses: list[dict | None] | None = None            # one per box; None where not known yet
+    overlay: bytes | None = None                      # encoded overlay image
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def set_pose(self, index: int, pose: dict) -> None:
+        if self.poses is None:
+            self.poses = [None] * len(self.boxes)
+        self.poses[index] = pose
+
+    def poses_known(self) -> bool:
+        """Every box has its pose (trivially so with no boxes)."""
+        return self.boxes is not None and (len(self.boxes) == 0 or (
+            self.poses is not None and None not in self.poses))
 
 
 @dataclass
@@ -75,24 +91,34 @@ class Stage:
 @dataclass
 class Unit:
     record: Record
-    input: str          # hash of the unit's input (item content, + box)
-    payload: Any = None  # what compute needs besides the record (e.g. the box)
+    input: Any               # what this unit consumes, as plain data (hashed into its key)
+    slot: int | None = None  # the box's index, for per-box stages
 
 
 class CachedStage(Stage):
-    """A stage whose results are cache entries: subclasses say what a unit is
-    (`units`), how its key is made (`key_parts`, fixed for the run), how a batch
-    of units is computed, and how results attach to records."""
+    """A stage whose results are cache entries. Subclasses say which records
+    they can take yet (`accepts`), what a unit is (`units`, no side effects),
+    what every key of the run depends on (`key_parts`), how a batch of units
+    is computed, and how results attach to records."""
     code_version = 1
     batch_size = 16
-    needs_images = True
+    libs: tuple[str, ...] = ()
 
-    def key_parts(self) -> tuple[str, str, str]:
-        """(model, params, code) components of every key of this run."""
-        raise NotImplementedError
+    def accepts(self, record: Record) -> bool:
+        """Whether the record's inputs for this stage are known (in a dry run an
+        upstream miss leaves them unknown)."""
+        return True
 
     def units(self, records: list[Record]) -> list[Unit]:
         raise NotImplementedError
+
+    def key_parts(self) -> dict:
+        """The run-wide components of every key: model, params, code (plain data)."""
+        return {"model": None, "params": None, "code": self.code()}
+
+    def code(self) -> dict:
+        """What identifies this stage's code in its keys (subclasses may add)."""
+        return {"stage": self.name, "version": self.code_version, "libs": versions(*self.libs)}
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
         raise NotImplementedError
@@ -112,37 +138,34 @@ class CachedStage(Stage):
     def store(self) -> Store:
         return self.ctx.store
 
-    def _key(self, unit: Unit, parts) -> EntryKey:
-        model, params, code = parts
-        return EntryKey(self.name, unit.input, model, params, code)
+    def _units(self, records: list[Record]) -> list[Unit]:
+        ok = [r for r in records if r.ok]
+        ready = [r for r in ok if self.accepts(r)]
+        self.stats.blocked += len(ok) - len(ready)
+        units = self.units(ready)
+        self.stats.units += len(units)
+        return units
+
+    def _lookup(self, key: EntryKey):
+        return None if self.ctx.refresh else self.store.get(key)
 
     def run(self, records: list[Record]) -> None:
         start = time.perf_counter()
-        units = self.units([r for r in records if r.ok])
+        units = self._units(records)
         parts = self.key_parts()
-        keys = [self._key(u, parts) for u in units]
-        results: list = [None] * len(units)
-        refresh = self.ctx.refresh
-        todo = []
-        for i, key in enumerate(keys):
-            found = None if refresh else self.store.get(key)
-            if found is None:
-                todo.append(i)
-            else:
-                results[i] = found
-        self.stats.units += len(units)
+        keys = [EntryKey.of(self.name, u.input, **parts) for u in units]
+        results: list = [self._lookup(k) for k in keys]
+        todo = [i for i, found in enumerate(results) if found is None]
         self.stats.hits += len(units) - len(todo)
         waiting = []
-        for start_at in range(0, len(todo), self.batch_size):
-            waiting += self._compute_locked(todo[start_at:start_at + self.batch_size],
-                                            units, keys, results)
+        for at in range(0, len(todo), self.batch_size):
+            waiting += self._compute_locked(todo[at:at + self.batch_size], units, keys, results)
         for i in waiting:  # another process held these: wait for it, then reuse
-            with self.store.lock(keys[i]):
-                found = self.store.get(keys[i])
-                if found is None:
+            with self.store.locked(keys[i]):
+                results[i] = self.store.get(keys[i])
+                if results[i] is None:
                     self._compute_batch([i], units, keys, results)
                 else:
-                    results[i] = found
                     self.stats.hits += 1
         done = [(u, r) for u, r in zip(units, results) if r is not None]
         self.attach([u for u, _ in done], [r for _, r in done])
@@ -152,21 +175,18 @@ class CachedStage(Stage):
         """Compute the units of `batch` whose locks we get; return the others."""
         held, waiting = [], []
         for i in batch:
-            lock = self.store.lock(keys[i])
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
+            lock = self.store.try_lock(keys[i])
+            if lock is None:
                 waiting.append(i)
-                continue
-            held.append((i, lock))
+            else:
+                held.append((i, lock))
         try:
             mine = []
             for i, _ in held:  # finished by another process since our lookup?
-                found = None if self.ctx.refresh else self.store.get(keys[i])
-                if found is None:
+                results[i] = self._lookup(keys[i])
+                if results[i] is None:
                     mine.append(i)
                 else:
-                    results[i] = found
                     self.stats.hits += 1
             if mine:
                 self._compute_batch(mine, units, keys, results)
@@ -176,60 +196,63 @@ class CachedStage(Stage):
         return waiting
 
     def _compute_batch(self, indices: list[int], units, keys, results) -> None:
-        batch = [units[i] for i in indices]
-        if self.needs_images:
-            batch = self._decodable(batch)
-            indices = [i for i in indices if units[i].record.ok]
-        if not batch:
+        self._decode([units[i].record for i in indices])
+        indices = [i for i in indices if units[i].record.ok]
+        if not indices:
             return
-        outputs = self.compute(batch)
+        outputs = self.compute([units[i] for i in indices])
         for i, out in zip(indices, outputs):
             self.store.put(keys[i], out, label=self.label())
             results[i] = out
-        self.stats.computed += len(batch)
+        self.stats.computed += len(indices)
 
-    def _decodable(self, batch: list[Unit]) -> list[Unit]:
-        """Decode the batch's images (in parallel); a corrupt one fails its record."""
+    def _decode(self, records: list[Record]) -> None:
+        """Decode the records' images (in parallel); a corrupt one fails its record."""
         from runner.inputs import decode_all
-        items = {id(u.record): u.record for u in batch}
+        records = list({id(r): r for r in records}.values())
         try:
-            decode_all([r.item for r in items.values()], self.ctx.pool)
+            decode_all([r.item for r in records], self.ctx.pool)
         except BadItem:
-            for record in items.values():
+            for record in records:
                 try:
                     record.item.image()
                 except BadItem as err:
                     record.error = str(err)
-        return [u for u in batch if u.record.ok]
 
     # -- dry run -------------------------------------------------------------
     def plan(self, records: list[Record]) -> None:
-        units = self.units([r for r in records if r.ok])
-        self.stats.units += len(units)
+        units = self._units(records)
         not_ready = self.ready()
         if not_ready:
             self.stats.reasons[not_ready] += len(units)
             return
         parts = self.key_parts()
-        results, found_units = [], []
+        found_units, results = [], []
         for unit in units:
-            key = self._key(unit, parts)
-            found = None if self.ctx.refresh else self.store.get(key)
+            key = EntryKey.of(self.name, unit.input, **parts)
+            found = self._lookup(key)
             if found is None:
-                reason = "refresh" if self.ctx.refresh else self.store.explain_miss(key)
-                self.stats.reasons[reason] += 1
+                self.stats.reasons["refresh" if self.ctx.refresh else self.store.explain_miss(key)] += 1
             else:
                 self.stats.hits += 1
-                results.append(found)
                 found_units.append(unit)
+                results.append(found)
         self.attach(found_units, results)
 
 
 class ModelStage(CachedStage):
-    """A cached stage that runs a registry model (detect, pose): the key is the
-    checkpoint's sha256, the resolved model config, and the code, backend and
-    library versions; `self.name` is also the config section and model role."""
-    libs: tuple[str, ...] = ()
+    """detect or pose with a model family's estimator (runner.families): the
+    key is the checkpoint's sha256, the resolved model config, and the
+    family's code version, backend and library versions. `self.name` is also
+    the config section and the model's role."""
+
+    def __init__(self, ctx, name: str, estimator_cls):
+        super().__init__(ctx)
+        self.name = name
+        self.family = estimator_cls
+        self.code_version = estimator_cls.code_version
+        self.libs = MODEL_LIBS[estimator_cls.library]
+        self._estimator = None
 
     def setup(self) -> None:
         self.cfg = self.ctx.cfg[self.name]
@@ -239,16 +262,43 @@ class ModelStage(CachedStage):
     def label(self) -> str:
         return str(self.entry.name)
 
-    def code_parts(self) -> dict:
-        """What identifies this stage's code in its keys (subclasses may add)."""
-        return {"stage": self.name, "version": self.code_version,
-                "backend": self.ctx.backend(self.name), "libs": versions(*self.libs)}
+    def accepts(self, record: Record) -> bool:
+        return self.family.unit == "image" or record.boxes is not None
 
-    def key_parts(self):
+    def units(self, records: list[Record]) -> list[Unit]:
+        if self.family.unit == "image":
+            return [Unit(r, r.item.content_key) for r in records]
+        return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
+                for r in records for i, box in enumerate(r.boxes)]
+
+    def code(self) -> dict:
+        from runner.models.loading import choose_backend
+        return {**super().code(), "family": str(self.entry.family),
+                "backend": choose_backend(str(self.ctx.cfg.backend.name), self.ctx.device)}
+
+    def key_parts(self) -> dict:
         from runner.models.loading import config_digest
         checkpoint = self.ctx.checkpoint(self.name)
-        params = sha256_json({"config": config_digest(str(self.entry.config))})
-        return checkpoint.sha256 if checkpoint else "", params, sha256_json(self.code_parts())
+        return {"model": checkpoint.sha256 if checkpoint else None,
+                "params": {"config": config_digest(str(self.entry.config))}, "code": self.code()}
 
     def ready(self) -> str | None:
         return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
+
+    @property
+    def estimator(self):
+        """The family's estimator on the loaded model (loaded only when something must be computed)."""
+        if self._estimator is None:
+            from runner.models.loading import model_for
+            self._estimator = self.family(model_for(self.ctx.cfg, self.name, self.family.library,
+                                                    self.ctx.checkpoint(self.name), self.ctx.device))
+        return self._estimator
+
+    def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
+        if self.family.unit == "image":
+            return self.estimator.predict([u.record.item.image() for u in units])
+        return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
+
+    def attach(self, units: list[Unit], results) -> None:
+        for unit, raw in zip(units, results):
+            self.family.attach(unit.record, unit.slot, raw, self.ctx.cfg)

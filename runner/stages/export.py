@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.coco import item_image_id
 from runner.stages.base import Record, Stage
 
 # MMPose's COCO metric rescoring: instance score = bbox score x mean of the
@@ -44,6 +45,13 @@ def instances(record: Record, parts: dict | None = None) -> list[dict]:
     return out
 
 
+def keypoint_parts(cfg) -> dict[str, tuple[int, int]]:
+    """Named keypoint ranges of the pose model (body, feet, face, hands), if any."""
+    model = cfg.pose.model if "pose" in cfg else None
+    parts = model.get("parts") if model else None
+    return {str(k): (int(v[0]), int(v[1])) for k, v in parts.items()} if parts else {}
+
+
 def record_dict(record: Record, parts: dict | None = None) -> dict:
     """What the API returns for one item (and what the files hold)."""
     item = record.item
@@ -58,18 +66,10 @@ def record_dict(record: Record, parts: dict | None = None) -> dict:
     return out
 
 
-def coco_image_id(item) -> int | str:
-    stem = Path(item.source).stem
-    if item.frame_index is None:
-        return int(stem) if stem.isdigit() else item.id
-    return item.id
-
-
 class JsonArrayWriter:
     """Writes `[a, b, ...]` one element at a time."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.file, self.count = path, open(path, "w"), 0
         self.file.write("[")
 
@@ -87,47 +87,41 @@ class Export(Stage):
 
     def setup(self) -> None:
         self.cfg = self.ctx.cfg.export
-        self.parts = self.ctx.parts()
+        self.parts = keypoint_parts(self.ctx.cfg)
         self.videos: dict[str, JsonArrayWriter] = {}
         self.coco: JsonArrayWriter | None = None
-        self.written: list[str] = []
 
     def run(self, records: list[Record]) -> None:
         start = time.perf_counter()
-        out_dir = self.ctx.out_dir
+        outputs = self.ctx.outputs
         for record in records:
             self.stats.units += 1
-            if not record.ok or out_dir is None:
+            if not record.ok or outputs is None:
                 continue
             self.stats.computed += 1
             found = instances(record, self.parts)
             if self.cfg.predictions:
-                self._predictions(out_dir / "predictions", record, found)
+                self._predictions(record, found)
             if self.cfg.coco_results:
-                self._coco(out_dir, record, found)
+                self._coco(record, found)
         self.stats.seconds += time.perf_counter() - start
 
     def plan(self, records: list[Record]) -> None:
         self.stats.units += len(records)
 
-    def _predictions(self, folder: Path, record: Record, found: list[dict]) -> None:
-        item = record.item
+    def _predictions(self, record: Record, found: list[dict]) -> None:
+        item, outputs = record.item, self.ctx.outputs
         if item.frame_index is None:
-            path = folder / f"{Path(item.id).with_suffix('')}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(found, indent=2))
-            self.written.append(str(path))
+            outputs.write("predictions", item.name, "json", json.dumps(found, indent=2).encode())
             return
-        writer = self.videos.get(item.source)
+        writer = self.videos.get(item.name)
         if writer is None:
-            writer = self.videos[item.source] = JsonArrayWriter(folder / f"{Path(item.source).stem}.json")
-            self.written.append(str(writer.path))
+            writer = self.videos[item.name] = JsonArrayWriter(outputs.path("predictions", item.name, "json"))
         writer.add({"frame_id": item.frame_index, "instances": found})
 
-    def _coco(self, out_dir: Path, record: Record, found: list[dict]) -> None:
+    def _coco(self, record: Record, found: list[dict]) -> None:
         if self.coco is None:
-            self.coco = JsonArrayWriter(out_dir / "results_coco.json")
-            self.written.append(str(self.coco.path))
+            self.coco = JsonArrayWriter(self.ctx.outputs.root / "results_coco.json")
         for inst in found:
             if "keypoints" not in inst:
                 continue
@@ -136,7 +130,7 @@ class Export(Stage):
             confident = scores[scores > RESCORE_KPT_THR]
             score = inst["bbox_score"] * (confident.mean() if len(confident) else 0.0)
             flat = np.concatenate([kpts, scores[:, None]], axis=1).reshape(-1)
-            self.coco.add({"image_id": coco_image_id(record.item), "category_id": 1,
+            self.coco.add({"image_id": item_image_id(record.item), "category_id": 1,
                            "keypoints": [round(float(v), 3) for v in flat], "score": float(score)})
 
     def finish(self) -> None:

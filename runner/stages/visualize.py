@@ -3,60 +3,45 @@ skeleton and colours). Overlays are cache entries too, keyed by the image, the
 instances drawn and the drawing parameters: a re-run only copies them."""
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from runner.hashing import sha256_bytes, sha256_json
 from runner.stages.base import CachedStage, Record, Unit
-from runner.versions import versions
 
 
-def instances_digest(record: Record) -> str:
-    h = hashlib.sha256()
-    for array in (record.boxes, record.box_scores):
-        h.update(np.ascontiguousarray(array).tobytes() if array is not None else b"-")
-    for pose in record.poses or []:
-        for name in sorted(pose):
-            h.update(name.encode() + np.ascontiguousarray(pose[name]).tobytes())
-    return h.hexdigest()
+def drawn(record: Record) -> dict:
+    """What an overlay shows, as plain data: the boxes and every instance's
+    fields (InterNet's include strings and a dict of flags)."""
+    return {"boxes": record.boxes, "box_scores": record.box_scores, "poses": record.poses or []}
 
 
 class Visualize(CachedStage):
     name = "visualize"
     code_version = 2  # 2: the 3D plot's axis limit grows to fit every joint
     batch_size = 8
+    libs = ("mmpose", "mmengine", "cv2", "numpy", "matplotlib")
 
     def setup(self) -> None:
         cfg = self.ctx.cfg.visualize
         self.params = {"kpt_thr": float(cfg.kpt_thr), "draw_bbox": bool(cfg.draw_bbox),
                        "radius": int(cfg.radius), "thickness": int(cfg.thickness),
                        "format": str(self.ctx.cfg.output.overlay_ext)}
+        self.pose_config = str(self.ctx.cfg.pose.model.config) if "pose" in self.ctx.steps else None
         self._visualizer = None
         self.writers: dict[str, cv2.VideoWriter] = {}
-        self.written: list[str] = []
 
-    def key_parts(self):
+    def key_parts(self) -> dict:
         from runner.models.loading import config_digest
-        pose = self.ctx.cfg.get("pose", {}).get("model")
-        params = sha256_json({**self.params,
-                              "dataset": config_digest(str(pose.config)) if pose else None})
-        code = sha256_json({"stage": self.name, "version": self.code_version,
-                            "libs": versions("mmpose", "mmengine", "cv2", "numpy", "matplotlib")})
-        return "", params, code
+        dataset = config_digest(self.pose_config) if self.pose_config else None
+        return {"model": None, "params": {**self.params, "dataset": dataset}, "code": self.code()}
+
+    def accepts(self, record: Record) -> bool:
+        return record.boxes is not None and (self.pose_config is None or record.poses_known())
 
     def units(self, records: list[Record]) -> list[Unit]:
-        units = []
-        for record in records:
-            if record.boxes is None or (record.poses is not None and None in record.poses):
-                self.stats.blocked += 1  # dry run: what to draw is not known yet
-                continue
-            key = sha256_bytes(f"{record.item.content_key}:{instances_digest(record)}".encode())
-            units.append(Unit(record, key))
-        return units
+        return [Unit(r, {"item": r.item.content_key, "drawn": drawn(r)}) for r in records]
 
     # -- drawing -------------------------------------------------------------
     @property
@@ -66,15 +51,14 @@ class Visualize(CachedStage):
         if self._visualizer is None:
             from mmengine.registry import DefaultScope
             from mmpose.registry import VISUALIZERS
-            from runner.models.loading import load_config
-            pose = self.ctx.cfg.get("pose", {}).get("model")
-            spec = dict(load_config(str(pose.config)).get("visualizer", {})) if pose else {}
+            from runner.models.loading import dataset_meta, load_config
+            spec = dict(load_config(self.pose_config).get("visualizer", {})) if self.pose_config else {}
             spec.update(type=spec.get("type", "PoseLocalVisualizer"), name=f"pose-runner-{id(self)}",
                         vis_backends=None, radius=self.params["radius"],
                         line_width=self.params["thickness"])
             with DefaultScope.overwrite_default_scope("mmpose"):
                 self._visualizer = VISUALIZERS.build(spec)
-            self._visualizer.set_dataset_meta(self.ctx.dataset_meta(), skeleton_style="mmpose")
+            self._visualizer.set_dataset_meta(dataset_meta(self.pose_config), skeleton_style="mmpose")
         return self._visualizer
 
     def draw(self, record: Record) -> np.ndarray:
@@ -137,35 +121,27 @@ class Visualize(CachedStage):
     # -- files ---------------------------------------------------------------
     def run(self, records: list[Record]) -> None:
         super().run(records)
-        if self.ctx.out_dir is None:
+        if self.ctx.outputs is None:
             return
         start = time.perf_counter()
-        folder = self.ctx.out_dir / "overlays"
-        folder.mkdir(parents=True, exist_ok=True)
         for record in records:
             if record.overlay is None:
                 continue
-            item = record.item
-            if item.frame_index is None:
-                path = folder / f"{Path(item.id).with_suffix('')}.{self.params['format']}"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(record.overlay)
-                self.written.append(str(path))
+            if record.item.frame_index is None:
+                self.ctx.outputs.write("overlays", record.item.name, self.params["format"], record.overlay)
             else:
-                self._video_frame(folder, record)
+                self._video_frame(record)
         self.stats.seconds += time.perf_counter() - start
 
-    def _video_frame(self, folder: Path, record: Record) -> None:
+    def _video_frame(self, record: Record) -> None:
         frame = cv2.imdecode(np.frombuffer(record.overlay, np.uint8), cv2.IMREAD_COLOR)
-        source = record.item.source
-        writer = self.writers.get(source)
+        name = record.item.name
+        writer = self.writers.get(name)
         if writer is None:
-            path = folder / f"{Path(source).stem}.mp4"
+            path = self.ctx.outputs.path("overlays", name, "mp4")
             fourcc = cv2.VideoWriter_fourcc(*str(self.ctx.cfg.output.video_fourcc))
-            writer = cv2.VideoWriter(str(path), fourcc, self.ctx.fps(source),
-                                     (frame.shape[1], frame.shape[0]))
-            self.writers[source] = writer
-            self.written.append(str(path))
+            writer = cv2.VideoWriter(str(path), fourcc, self.ctx.source.fps, (frame.shape[1], frame.shape[0]))
+            self.writers[name] = writer
         writer.write(frame)
 
     def finish(self) -> None:

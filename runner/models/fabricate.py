@@ -11,20 +11,21 @@ OpenMMLab's publish_model does (`meta` + `state_dict`, legacy serialization)
 and named `<stem>-<sha256[:8]>.pth`, so the download code verifies it like an
 official one.
 
-    python -m runner.checkpoints.fabricate rtmdet_m_person rtmpose_m --out DIR [--calibrate IMAGES_DIR]
+    python -m runner.models.fabricate rtmdet_m_person rtmpose_m --out DIR [--calibrate IMAGES_DIR]
 """
 from __future__ import annotations
 
 import argparse
+import io
 import math
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from runner.hashing import sha256_bytes, sha256_file
+from runner import atomic
+from runner.hashing import sha256_bytes
 
 _BN = torch.nn.modules.batchnorm._BatchNorm
 
@@ -36,7 +37,7 @@ def synthetic_images(count: int = 4, size: int = 480, seed: int = 0) -> list[np.
                        interpolation=cv2.INTER_CUBIC) for _ in range(count)]
 
 
-def build_model(entry, registry: str):
+def build_model(entry, library: str):
     """The architecture from the entry's config, with no pretrained download."""
     from mmengine.registry import init_default_scope
     from runner.models.loading import load_config
@@ -44,8 +45,8 @@ def build_model(entry, registry: str):
     cfg = load_config(entry["config"])
     if "init_cfg" in cfg.model.get("backbone", {}):
         cfg.model.backbone.init_cfg = None
-    init_default_scope(cfg.get("default_scope", registry))
-    if registry == "mmdet":
+    init_default_scope(cfg.get("default_scope", library))
+    if library == "mmdet":
         from mmdet.registry import MODELS
         model = MODELS.build(cfg.model)
     else:
@@ -55,28 +56,20 @@ def build_model(entry, registry: str):
     return model
 
 
-def _model_inputs(model, family: str, images: list[np.ndarray]) -> torch.Tensor:
-    """A batch exactly as the model sees it at test time."""
-    if family == "mmdet":
-        from runner.models.mmdet_detector import MMDetDetector
-        prepare = MMDetDetector(model).preprocess
-        data = [prepare(img) for img in images]
-    else:
+def _model_inputs(model, estimator_cls, images: list[np.ndarray]) -> torch.Tensor:
+    """A batch exactly as the model sees it at test time (per-box families:
+    three boxes of each image)."""
+    from mmengine.dataset import pseudo_collate
+    if estimator_cls.library == "mmpose":
         from mmpose.apis.inference import dataset_meta_from_config
-        from runner.models.rtmo import BottomupEstimator
-        from runner.models.topdown import TopdownEstimator
         model.dataset_meta = dataset_meta_from_config(model.cfg, dataset_mode="train")
-        if family == "rtmo":
-            data = [BottomupEstimator(model).preprocess(img) for img in images]
-        else:
-            estimator = TopdownEstimator(model)
-            data = []
-            for img in images:
-                h, w = img.shape[:2]
-                for box in ([0, 0, w, h], [w * .2, h * .1, w * .7, h * .9], [w * .5, h * .3, w, h]):
-                    data.append(estimator.preprocess(img, np.array(box, dtype=np.float32)))
-    batch = {"inputs": [d["inputs"] for d in data], "data_samples": [d["data_samples"] for d in data]}
-    return model.data_preprocessor(batch, False)["inputs"]
+    inputs = images
+    if estimator_cls.unit == "box":
+        inputs = [(img, np.array(box, dtype=np.float32)) for img in images
+                  for h, w in [img.shape[:2]]
+                  for box in ([0, 0, w, h], [w * .2, h * .1, w * .7, h * .9], [w * .5, h * .3, w, h])]
+    prepared = estimator_cls(model).prepare(inputs)
+    return model.data_preprocessor(pseudo_collate(prepared), False)["inputs"]
 
 
 def calibrate_batchnorm(model, inputs: torch.Tensor) -> None:
@@ -124,8 +117,10 @@ def fabricate(entry, out_dir: str | Path, seed: int = 0,
               calibration: list[np.ndarray] | None = None) -> Path:
     """Make and save a checkpoint for a registry model entry (dict-like with
     `family`, `config`, `checkpoint`); return its path."""
-    family = str(entry["family"])
-    registry = "mmdet" if family == "mmdet" else "mmpose"
+    from runner.families import family
+    from runner.models.loading import quiet_openmmlab
+
+    estimator_cls = family(str(entry["family"])).estimator
     images = calibration or synthetic_images()
     official = Path(str(entry["checkpoint"])).name
     calibrated_on = sha256_bytes(b"".join(np.ascontiguousarray(i).tobytes() for i in images))[:6]
@@ -134,24 +129,22 @@ def fabricate(entry, out_dir: str | Path, seed: int = 0,
     made = sorted(out_dir.glob(f"{stem}-*.pth"))
     if made:  # deterministic: the same entry, seed and images give the same file
         return made[0]
-    from runner.models.loading import quiet_openmmlab
     torch.manual_seed(seed)
-    model = build_model(entry, registry)
+    model = build_model(entry, estimator_cls.library)
     with quiet_openmmlab():  # init_weights logs every parameter
         model.init_weights()
-    inputs = _model_inputs(model, family, images)
+    inputs = _model_inputs(model, estimator_cls, images)
     calibrate_batchnorm(model, inputs)
-    if family == "mmdet":
+    if estimator_cls.library == "mmdet":
         tune_rtmdet_head(model, inputs)
         meta = {"dataset_meta": {"classes": (str(entry["task"]),)}}  # one-class detectors
     else:
         meta = {"dataset_meta": model.dataset_meta}  # carries numpy arrays, as official ones do
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{stem}.{os.getpid()}.tmp"
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp,
-               _use_new_zipfile_serialization=False)
-    final = out_dir / f"{stem}-{sha256_file(tmp)[:8]}.pth"
-    os.replace(tmp, final)
+    buffer = io.BytesIO()  # the name carries the file's hash, known once it is written
+    torch.save({"meta": meta, "state_dict": model.state_dict()}, buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    final = out_dir / f"{stem}-{sha256_bytes(data)[:8]}.pth"
+    atomic.write_bytes(final, data)
     return final
 
 
