@@ -155,8 +155,10 @@ def load_images(folder: str | Path) -> list[np.ndarray]:
 
 
 def main(argv=None) -> None:
+    from runner.console import silence_library_noise
     from runner.models.registry import load_entry
 
+    silence_library_noise()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="registry names, e.g. rtmdet_m_person rtmpose_m")
     parser.add_argument("--out", required=True, help="folder to write the .pth files to")
