@@ -27,5 +27,5 @@ doctor: setup
 # Re-freeze requirements.lock from the working .venv.
 lock:
 	@{ sed -n '1,/^[^#]/{/^#/p}' requirements.lock; \
-	  $(PY) -m pip freeze --all --disable-pip-version-check | grep -vE '^(pip|pose-runner)==| @ ' | LC_ALL=C sort -f; } > requirements.lock.new
+	  $(PY) -m pip freeze --all --disable-pip-version-check | grep -vE '^(pip|pose-runner)==| @ |^-e |^# Editable' | LC_ALL=C sort -f; } > requirements.lock.new
 	@mv requirements.lock.new requirements.lock

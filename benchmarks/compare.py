@@ -42,11 +42,11 @@ TARGETS = {  # name: (ratio, comparison, bound, what it means)
 
 
 # -- set-up ------------------------------------------------------------------------
-def checkpoints(folder: Path) -> dict[str, Path]:
+def checkpoints(folder: Path, names=(DETECTOR, POSE)) -> dict[str, Path]:
     from runner.models.fabricate import fabricate, load_images
     from runner.models.registry import load_entry
     images = load_images(DATA / "coco")
-    return {name: fabricate(load_entry(name), folder, 0, images) for name in (DETECTOR, POSE)}
+    return {name: fabricate(load_entry(name), folder, 0, images) for name in names}
 
 
 def input_folder(images: Path, video: Path, work: Path) -> Path:

@@ -18,7 +18,9 @@ from runner.paths import CONF_DIR
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_entry(cfg: DictConfig) -> None:
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """One run (or one sweep job). A sweep job returns its metric (sweep.metric,
+    or the evaluation's main one) for a sweeper that optimises (Optuna)."""
     from runner.pipeline import execute, summary
 
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -29,10 +31,14 @@ def hydra_entry(cfg: DictConfig) -> None:
             sys.exit(f"error: {err}")
         # the job's manifest says it too; the other jobs go on
         print(f"error: {err}", file=sys.stderr)
-        return
+        return None
     print(summary(result, dry_run=bool(cfg.dry_run)))
     if result.failed and not in_sweep:
         sys.exit(1)
+    metrics = result.metrics
+    if not metrics or result.failed:
+        return None
+    return metrics["values"].get(cfg.sweep.metric or metrics["main"])
 
 
 def main() -> None:

@@ -62,15 +62,32 @@ def _unknown_key(key: str, text: str) -> str:
     return f"unknown key {key!r}"
 
 
+def check_values(cfg: DictConfig) -> None:
+    """Values Hydra cannot type-check, checked before any work starts."""
+    if OmegaConf.is_missing(cfg, "input"):
+        raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
+                          "or input=webcam")
+    for key in ("detect.bbox_thr", "detect.nms_thr", "visualize.kpt_thr"):
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise RunnerError(f"{key}={value} is not a number between 0 and 1")
+    for key in ("detect.batch_size", "pose.batch_size"):
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RunnerError(f"{key}={value} is not a positive whole number")
+
+
 def quote(value: str) -> str:
     """A value safe inside a Hydra override (paths with spaces, commas, '=')."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def validate_cli(args: list[str]) -> None:
-    """Compose every job the command line asks for (a sweep's included) before
-    Hydra starts, so a bad recipe, model or key fails in one line, before any
-    job has run. Hydra's own flags (--help, --cfg, ...) are left to Hydra."""
+    """Compose and check every job the command line asks for (a sweep's
+    included) before Hydra starts, so a bad recipe, model, key or value fails
+    in one line before any job has run. With a sweeper that picks the values
+    itself (Optuna), the fixed overrides are checked. Hydra's own flags
+    (--help, --cfg, ...) are left to Hydra."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -78,13 +95,21 @@ def validate_cli(args: list[str]) -> None:
         return
     overrides = [a for a in args if not a.startswith("-")
                  and not a.lstrip("+~").startswith("hydra")]
+    sweeper = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/sweeper=")), "basic")
     if not set(args) & HYDRA_FLAGS_WE_CHECK:
-        compose_config(overrides)
+        check_values(compose_config(overrides))
         return
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:
         raise RunnerError(one_line(err)) from None
+    if sweeper != "basic":
+        cfg = compose_config([o.input_line for o in parsed if not o.is_sweep_override()])
+        check_values(cfg)
+        if not cfg.eval.ann_file:  # the sweepers beside the basic one search for the best metric
+            raise RunnerError(f"hydra/sweeper={sweeper} searches for the best metric: pass eval.ann_file=FILE "
+                              "(ground truth for the inputs)")
+        return
     for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None):
         for job in batch:
-            compose_config(job)
+            check_values(compose_config(job))

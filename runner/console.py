@@ -49,9 +49,24 @@ def stage_table(result) -> str:
     if result.failed:
         text += f"\n{len(result.failed)} item(s) failed:\n" + "\n".join(
             f"  {f['id']}: {f['error']}" for f in result.failed)
+    metrics = result.manifest.get("metrics")
+    if metrics:
+        text += "\n" + metrics_line(metrics)
     if result.out_dir is not None:
         text += f"\noutputs: {result.out_dir}"
     return text
+
+
+def metrics_line(metrics: dict) -> str:
+    """`AP 0.712  AP .5 0.901 ... on 4 of 4 images (test_coco.json)`."""
+    values = metrics["values"]
+    wanted = [metrics["main"], *(k for k in values if k.endswith(" AP")), "AP .5", "AP .75", "AR", "AUC", "EPE"]
+    shown = [k for k in dict.fromkeys(wanted) if k in values]
+    images = metrics["images"]
+    partial = "" if images["matched"] == images["inputs"] else \
+        f" ({images['inputs'] - images['matched']} input(s) not in the ground truth)"
+    return ("evaluate: " + "  ".join(f"{k} {values[k]:.4g}" for k in shown) +
+            f"  on {images['matched']} of {images['inputs']} images{partial}; all in metrics.json")
 
 
 def plan_table(stages: dict[str, dict]) -> str:

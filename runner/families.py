@@ -18,6 +18,7 @@ from runner.models.topdown import TopdownEstimator
 from runner.stages.base import ModelStage, Stage
 from runner.stages.detect import FromFile, WholeImage
 from runner.stages.download import Download
+from runner.stages.evaluate import Evaluate
 from runner.stages.export import Export
 from runner.stages.visualize import Visualize
 
@@ -46,7 +47,7 @@ def family(name: str) -> Family:
 
 
 MODEL_STEPS = ("detect", "pose")  # stages chosen by their model's family; the config section of that name
-STEPS = {"download": Download, "visualize": Visualize, "export": Export}
+STEPS = {"download": Download, "visualize": Visualize, "export": Export, "evaluate": Evaluate}
 
 
 def build_stage(ctx, step: str) -> Stage:

@@ -88,9 +88,12 @@ class ImageFiles(Source):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def names(self) -> list[str]:
+        """The items' names (paths relative to the folder), known before reading any."""
+        return [path.relative_to(self.root).as_posix() if self.root else path.name for path in self.paths]
+
     def __iter__(self) -> Iterator[Item]:
-        for path in self.paths:
-            name = path.relative_to(self.root).as_posix() if self.root else path.name
+        for path, name in zip(self.paths, self.names()):
             try:
                 data = path.read_bytes()
             except OSError as err:

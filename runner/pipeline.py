@@ -16,6 +16,7 @@ from tqdm import tqdm
 from runner import atomic, console
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver
+from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
@@ -40,6 +41,11 @@ class RunResult:
     def stages(self) -> dict[str, dict]:
         return self.manifest["stages"]
 
+    @property
+    def metrics(self) -> dict | None:
+        """The evaluate step's result (eval.ann_file), if it ran."""
+        return self.manifest.get("metrics")
+
 
 class RunContext:
     """What every stage of one run shares."""
@@ -56,6 +62,8 @@ class RunContext:
                                            float(cfg.download.timeout_s), self.hasher)
         self.device = resolve_device(cfg.device)
         self.steps = [str(s) for s in cfg.recipe.steps]
+        if cfg.eval.ann_file and "evaluate" not in self.steps:  # scoring is on whenever there is ground truth
+            self.steps.append("evaluate")
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
         self.checkpoints: dict[str, Checkpoint | None] = {}
@@ -74,21 +82,6 @@ class RunContext:
                 (entry.checkpoint, f"{role}.model.checkpoint")
             self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
         return self.checkpoints[role]
-
-
-def check_values(cfg: DictConfig) -> None:
-    """Values Hydra cannot type-check, checked before any work starts."""
-    if OmegaConf.is_missing(cfg, "input"):
-        raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
-                          "or input=webcam")
-    for key in ("detect.bbox_thr", "detect.nms_thr", "visualize.kpt_thr"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise RunnerError(f"{key}={value} is not a number between 0 and 1")
-    for key in ("detect.batch_size", "pose.batch_size"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or value < 1:
-            raise RunnerError(f"{key}={value} is not a positive whole number")
 
 
 def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
@@ -139,6 +132,8 @@ class Run:
                 stage.setup()
                 set_up.append(stage)
             self._stream(ctx.source)
+            for stage in self.stages:
+                stage.end()
         finally:
             for stage in set_up:
                 stage.finish()
@@ -195,6 +190,7 @@ class Run:
             "stages": {s.name: s.stats.as_dict() for s in self.stages},
             "failed": self.failed,
             "empty": self.empty,
+            **{k: v for stage in self.stages for k, v in stage.manifest_fields().items()},
         }
 
 

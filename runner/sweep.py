@@ -56,8 +56,14 @@ class SweepCallback(Callback):
     last: Outcome | None = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from runner import report
         outcome = collect(Path(config.hydra.sweep.dir))
         SweepCallback.last = outcome
+        if not outcome.jobs:
+            return
+        written = report.write(outcome, (config.get("sweep") or {}).get("metric"))
+        print(f"sweep: {len(outcome.jobs)} jobs, best by {written.metric}: {written.describe_best()}")
+        print(f"sweep report: {outcome.folder / 'sweep.md'} (sweep.csv, sweep.png)")
         bad = [job for job in outcome.jobs if not job.ok]
         if bad:
             print(f"{len(bad)} of {len(outcome.jobs)} job(s) not ok: " + ", ".join(

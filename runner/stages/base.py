@@ -84,8 +84,15 @@ class Stage:
     def plan(self, records: list[Record]) -> None:
         """Dry run: count what `run` would do, without running a model."""
 
+    def end(self) -> None:
+        """After the last item (not after an interruption)."""
+
     def finish(self) -> None:
-        pass
+        """Always, last: release what setup() took."""
+
+    def manifest_fields(self) -> dict:
+        """What this stage adds to the run's manifest."""
+        return {}
 
 
 @dataclass

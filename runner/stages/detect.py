@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from runner.coco import item_image_id
 from runner.errors import RunnerError
@@ -36,12 +37,17 @@ class WholeImage(Stage):
 
 class FromFile(Stage):
     """Boxes from a COCO-results detections file (or a COCO annotation file's
-    ground-truth boxes), matched to inputs by file name or image id."""
+    ground-truth boxes: detect/model=gt takes eval.ann_file's), matched to
+    inputs by file name or image id."""
     name = "detect"
 
     def setup(self) -> None:
         self.cfg = self.ctx.cfg.detect
         entry = self.cfg.model
+        if OmegaConf.is_missing(entry, "path") or entry.path is None:
+            raise RunnerError("detect/model=gt takes its boxes from eval.ann_file: pass eval.ann_file=FILE"
+                              if entry.name == "gt" else
+                              "detect/model=from_file needs a file: pass detect.model.path=FILE (COCO results JSON)")
         path = Path(str(entry.path)).expanduser()
         data = read_json(path, "detections file", "pass detect.model.path=FILE (COCO results JSON)")
         ids = {}
@@ -56,8 +62,8 @@ class FromFile(Stage):
         category = entry.get("category_id")
         self.by_image: dict = {}
         for det in data:
-            if category is not None and det.get("category_id", category) != category:
-                continue
+            if det.get("iscrowd") or (category is not None and det.get("category_id", category) != category):
+                continue  # a crowd region is not a person's box
             self.by_image.setdefault(det["image_id"], []).append(det)
         self.source = str(path)
 
