@@ -3,7 +3,9 @@ or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline;
 a sweep's exit status comes from its jobs' manifests (runner.sweep)."""
 from __future__ import annotations
 
+import signal
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -12,7 +14,7 @@ from omegaconf import DictConfig
 
 from runner import sweep
 from runner.config import validate_cli
-from runner.console import silence_library_noise
+from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
 
@@ -41,10 +43,19 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     return metrics["values"].get(cfg.sweep.metric or metrics["main"])
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM (what Slurm, Docker and kill send) stops a run as Ctrl-C does:
+    the manifest says `interrupted`, everything finished is kept."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     silence_library_noise()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        validate_cli(sys.argv[1:])
+        cfg = validate_cli(sys.argv[1:])
+        if cfg is not None:
+            keep_library_files_in(Path(str(cfg.cache.dir)).expanduser())
         hydra_entry()
     except RunnerError as err:
         sys.exit(f"error: {err}")

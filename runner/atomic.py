@@ -54,12 +54,34 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_json(path: str | Path, obj, indent: int | None = None) -> None:
-    write_bytes(path, json.dumps(obj, indent=indent).encode())
+def write_json(path: str | Path, obj, indent: int | None = None, sort_keys: bool = False) -> None:
+    write_bytes(path, json.dumps(obj, indent=indent, sort_keys=sort_keys).encode())
 
 
 class LockTimeout(RunnerError):
     pass
+
+
+class NoLock:
+    """Stands in for a lock where none can be taken (a read-only cache)."""
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def writable(folder: str | Path) -> bool:
+    """Whether files can be created in `folder` (or where it would be created):
+    not a read-only filesystem, not a folder without write permission."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
 
 
 def lock(path: str | Path) -> FileLock:

@@ -3,6 +3,7 @@ turning Hydra's composition errors into one line that names the valid choices.""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -12,8 +13,18 @@ from runner.paths import CONF_DIR
 HYDRA_FLAGS_WE_CHECK = {"-m", "--multirun"}
 
 
+ADDABLE = ("download.checkpoints.",)
+RECIPE_STEPS = ("download", "detect", "pose", "visualize", "export", "evaluate")  # the only keys an override may add (`+key=...`)
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
+
+    for override in overrides:
+        key = override.lstrip("~").split("=", 1)[0]
+        if key.startswith("+") and not key.lstrip("+").startswith(ADDABLE):
+            raise RunnerError(f"{override.split('=', 1)[0]}: pose-runner takes no new keys (`+` adds one) but "
+                              f"+download.checkpoints.NAME=PATH; python -m runner --help lists every key")
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -62,19 +73,80 @@ def _unknown_key(key: str, text: str) -> str:
     return f"unknown key {key!r}"
 
 
+def _fraction(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+
+def _whole(least: int, none_ok: bool = False):
+    return lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least)
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _numbers(*lengths: int, none_ok: bool = True):
+    def check(v) -> bool:
+        if v is None:
+            return none_ok
+        values = list(v) if not isinstance(v, (int, float, str)) else [v]
+        return len(values) in lengths and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
+    return check
+
+
+OVERLAY_FORMATS = ("jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff")
+# key: (check, what a good value is). Keys absent from a recipe are skipped.
+VALUE_CHECKS = {
+    "detect.bbox_thr": (_fraction, "a number between 0 and 1"),
+    "detect.nms_thr": (_fraction, "a number between 0 and 1"),
+    "visualize.kpt_thr": (_fraction, "a number between 0 and 1"),
+    "detect.batch_size": (_whole(1), "a positive whole number"),
+    "pose.batch_size": (_whole(1), "a positive whole number"),
+    "visualize.radius": (_whole(0), "a whole number of pixels, 0 or more"),
+    "visualize.thickness": (_whole(1), "a positive whole number of pixels"),
+    "max_frames": (_whole(1, none_ok=True), "a positive whole number, or null for all"),
+    "max_pixels": (_whole(1, none_ok=True), "a positive whole number, or null for no limit"),
+    "device.threads": (_whole(1, none_ok=True), "a positive whole number, or null for one per core"),
+    "download.timeout_s": (_positive, "a positive number of seconds"),
+    "cache.lock_timeout_s": (_positive, "a positive number of seconds"),
+    "output.overlay_ext": (lambda v: str(v).lower() in OVERLAY_FORMATS, "one of " + ", ".join(OVERLAY_FORMATS)),
+    "backend.name": (lambda v: v in ("auto", "pytorch", "onnxruntime"), "auto, pytorch or onnxruntime"),
+    "device.type": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "pose.camera.focal": (_numbers(2), "[fx, fy] in pixels, or null"),
+    "pose.camera.principal_point": (_numbers(2), "[cx, cy] in pixels, or null"),
+    "pose.camera.root_depth": (_numbers(1, 2), "a depth in mm, or [right, left], or null"),
+}
+FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON"}
+
+
 def check_values(cfg: DictConfig) -> None:
-    """Values Hydra cannot type-check, checked before any work starts."""
+    """Every value Hydra cannot type-check, checked before any work starts
+    (before any checkpoint is fetched or model loaded)."""
     if OmegaConf.is_missing(cfg, "input"):
         raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
                           "or input=webcam")
-    for key in ("detect.bbox_thr", "detect.nms_thr", "visualize.kpt_thr"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise RunnerError(f"{key}={value} is not a number between 0 and 1")
-    for key in ("detect.batch_size", "pose.batch_size"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RunnerError(f"{key}={value} is not a positive whole number")
+    for key, (good, what) in VALUE_CHECKS.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception:
+            raise RunnerError(f"{key} must be set: {what}") from None
+        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+            continue
+        if not good(value):
+            raise RunnerError(f"{key}={value} is not {what}")
+    entry = cfg.detect.model
+    if "detect" in cfg.recipe.steps and entry.family == "from_file" and \
+            (OmegaConf.is_missing(entry, "path") or entry.path is None):
+        raise RunnerError("detect/model=gt takes its boxes from eval.ann_file: pass eval.ann_file=FILE"
+                          if entry.name == "gt" else
+                          "detect/model=from_file needs a file: pass detect.model.path=FILE (COCO results JSON)")
+    for key, what in FILE_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
+        if value is not None and not Path(str(value)).expanduser().is_file():
+            raise RunnerError(f"{key}={value} does not exist: pass {key}=FILE ({what})")
+    unknown = [str(s) for s in cfg.recipe.steps if str(s) not in RECIPE_STEPS]
+    if unknown:
+        raise RunnerError(f"recipe step {unknown[0]!r} is not known: steps are {', '.join(RECIPE_STEPS)}")
 
 
 def quote(value: str) -> str:
@@ -82,23 +154,24 @@ def quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def validate_cli(args: list[str]) -> None:
+def validate_cli(args: list[str]) -> DictConfig | None:
     """Compose and check every job the command line asks for (a sweep's
     included) before Hydra starts, so a bad recipe, model, key or value fails
     in one line before any job has run. With a sweeper that picks the values
     itself (Optuna), the fixed overrides are checked. Hydra's own flags
-    (--help, --cfg, ...) are left to Hydra."""
+    (--help, --cfg, ...) are left to Hydra. Returns the (first) job's config."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in args):
-        return
+        return None
     overrides = [a for a in args if not a.startswith("-")
                  and not a.lstrip("+~").startswith("hydra")]
     sweeper = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/sweeper=")), "basic")
     if not set(args) & HYDRA_FLAGS_WE_CHECK:
-        check_values(compose_config(overrides))
-        return
+        cfg = compose_config(overrides)
+        check_values(cfg)
+        return cfg
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:
@@ -109,7 +182,9 @@ def validate_cli(args: list[str]) -> None:
         if not cfg.eval.ann_file:  # the sweepers beside the basic one search for the best metric
             raise RunnerError(f"hydra/sweeper={sweeper} searches for the best metric: pass eval.ann_file=FILE "
                               "(ground truth for the inputs)")
-        return
-    for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None):
-        for job in batch:
-            check_values(compose_config(job))
+        return cfg
+    jobs = [compose_config(job) for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None)
+            for job in batch]
+    for cfg in jobs:
+        check_values(cfg)
+    return jobs[0]

@@ -2,7 +2,12 @@
 libraries' chatter."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import warnings
+from pathlib import Path
 
 # Deprecation notices from inside MMPose / MMDetection / mmengine / torch that
 # a user cannot act on (pkg_resources, torch.cuda.amp, meshgrid indexing, and
@@ -19,6 +24,21 @@ LIBRARY_NOISE = (
 def silence_library_noise() -> None:
     for pattern in LIBRARY_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def keep_library_files_in(cache_dir: Path) -> None:
+    """Point the caches the libraries keep in the home folder (ONNX Runtime's
+    device id and telemetry store, matplotlib's font list, YAPF's grammar,
+    imported by mmengine) into cache_dir/libraries: a run writes nothing
+    outside its run folder and cache.dir (a scratch folder when cache.dir is
+    read-only). For this process and its workers."""
+    from runner import atomic
+    folder = cache_dir / "libraries"
+    if not atomic.writable(folder):
+        folder = Path(tempfile.mkdtemp(prefix="pose-runner-libraries-"))
+        atexit.register(shutil.rmtree, folder, True)
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    os.environ["MPLCONFIGDIR"] = str(folder / "matplotlib")
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -115,7 +115,10 @@ class FileHasher:
         if found is None:
             found = sha256_file(real)
             if memo is not None:
-                atomic.write_json(memo, {"stamp": list(stamp), "sha256": found})
+                try:
+                    atomic.write_json(memo, {"stamp": list(stamp), "sha256": found})
+                except OSError:  # a read-only cache: the memo only saves time
+                    pass
         self._seen[stamp] = found
         return found
 

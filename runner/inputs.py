@@ -3,9 +3,13 @@ one webcam frame. An item's `content_key` identifies its pixels' source by
 content (file bytes, or the video's hash + frame index), never by path or mtime."""
 from __future__ import annotations
 
+import io
 import itertools
+import os
 import queue
+import re
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,10 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.hashing import FileHasher, sha256_bytes
+
+# FFmpeg's decoder messages (pages of them for a damaged video): our one-line
+# errors say what matters. Read by OpenCV when it first opens a video.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -41,7 +49,10 @@ class Item:
         if self._image is None:
             if self.error or self.data is None:
                 raise BadItem(self.error or f"{self.source}: no image data")
-            img = cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_COLOR)
+            try:
+                img = cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_COLOR)
+            except cv2.error:  # an empty buffer, or more pixels than OpenCV allows, raise
+                img = None
             if img is None:
                 raise BadItem(f"cannot decode image {self.source}: the file is corrupt or not an "
                               "image; replace or remove it and re-run (finished items are kept)")
@@ -78,11 +89,27 @@ class Source:
         return {"kind": self.kind, "path": self.name}
 
 
+def declared_pixels(data: bytes) -> int | None:
+    """width x height as the image file's header declares it (no decoding), or
+    None when Pillow cannot read the header (OpenCV may still decode it)."""
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height
+        except Image.DecompressionBombError as err:  # over twice Pillow's own limit: its message says the size
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            return int(found.group(1)) if found else None
+        except Exception:
+            return None
+
+
 class ImageFiles(Source):
     kind = "images"
 
-    def __init__(self, paths: list[Path], root: Path | None):
-        self.paths, self.root = paths, root
+    def __init__(self, paths: list[Path], root: Path | None, max_pixels: int | None = None):
+        self.paths, self.root, self.max_pixels = paths, root, max_pixels
         self.name = str(root if root is not None else paths[0])
 
     def __len__(self) -> int:
@@ -96,9 +123,15 @@ class ImageFiles(Source):
         for path, name in zip(self.paths, self.names()):
             try:
                 data = path.read_bytes()
-            except OSError as err:
+            except OSError as err:  # permissions, a broken link, a link loop, a folder named x.jpg
                 yield Item(id=name, name=name, source=str(path), content_key="",
-                           error=f"cannot read {path}: {err.strerror}; check its permissions and re-run")
+                           error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
+                continue
+            pixels = declared_pixels(data) if self.max_pixels else None
+            if pixels is not None and pixels > self.max_pixels:
+                yield Item(id=name, name=name, source=str(path), content_key="",
+                           error=f"image {path} declares {pixels:,} pixels, over max_pixels={self.max_pixels:,}: "
+                                 "not decoded; shrink it, or raise max_pixels if it is real")
                 continue
             yield Item(id=name, name=name, source=str(path), content_key=sha256_bytes(data), data=data)
 
@@ -124,10 +157,16 @@ class VideoFrames(Source):
 
     def __iter__(self) -> Iterator[Item]:
         cap = cv2.VideoCapture(str(self.path))
+        decoded = 0
         for index, frame in read_frames(cap, self.max_frames):
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
+            decoded += 1
             yield Item(id=f"{self.path.name}#{index:06d}", name=self.path.name, source=str(self.path),
                        content_key=key, frame_index=index, _image=frame)
+        if not decoded and self.max_frames != 0:
+            yield Item(id=self.path.name, name=self.path.name, source=str(self.path), content_key="",
+                       error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
+                             "corrupt or their codec is not supported by OpenCV; convert it (e.g. to H.264 .mp4)")
 
     def describe(self) -> dict:
         return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
@@ -171,7 +210,8 @@ class Webcam(Source):
                        content_key=sha256_bytes(frame.tobytes()), frame_index=index, _image=frame)
 
 
-def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None) -> Source:
+def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None,
+                max_pixels: int | None = None) -> Source:
     """An image, a folder of images, a video file, or `webcam` / `webcam:N`."""
     spec = str(spec)
     if spec == "webcam" or spec.startswith("webcam:"):
@@ -184,15 +224,17 @@ def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None) ->
     if not path.exists():
         raise RunnerError(f"input {spec} does not exist: {hint}")
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        # every entry named like an image: one that cannot be read (a broken or
+        # looping link, no permission) becomes a failed item, listed, not skipped
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not images:
             raise RunnerError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTS))}): {hint}")
-        return ImageFiles(images, path)
+        return ImageFiles(images, path, max_pixels)
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTS:
         return VideoFrames(path, hasher, max_frames)
     if suffix in IMAGE_EXTS:
-        return ImageFiles([path], None)
+        return ImageFiles([path], None, max_pixels)
     raise RunnerError(f"input {spec} is neither an image ({', '.join(sorted(IMAGE_EXTS))}) "
                       f"nor a video ({', '.join(sorted(VIDEO_EXTS))}): {hint}")
 

@@ -56,6 +56,8 @@ class RunContext:
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
         cache_dir = Path(str(cfg.cache.dir)).expanduser()
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise RunnerError(f"cache.dir={cache_dir} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
         self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
         self.hasher = FileHasher(cache_dir / "memo")
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
@@ -127,7 +129,7 @@ class Run:
         set_up: list[Stage] = []
         try:
             self.stages = [build_stage(ctx, step) for step in ctx.steps]
-            ctx.source = open_source(str(cfg.input), ctx.hasher, cfg.max_frames)
+            ctx.source = open_source(str(cfg.input), ctx.hasher, cfg.max_frames, cfg.max_pixels)
             for stage in self.stages:
                 stage.setup()
                 set_up.append(stage)

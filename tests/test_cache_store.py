@@ -113,10 +113,10 @@ def test_gc_by_size_and_age(tmp_path):
         store.put(k, {"x": np.zeros(1000)})
         os.utime(store.path(k), (time.time() - (5 - i) * 86400,) * 2)  # i=0 oldest
     size = store.path(key(input="00" * 32)).stat().st_size
-    removed, _ = gc(tmp_path, max_size=3 * size, older_than=None)
+    removed, _ = gc(tmp_path, tmp_path / "onnx", max_size=3 * size, older_than=None)
     assert removed == 2
     assert store.get(key(input="00" * 32)) is None and store.get(key(input="04" * 32)) is not None
-    removed, _ = gc(tmp_path, max_size=None, older_than=parse_age("1.5d"))
+    removed, _ = gc(tmp_path, tmp_path / "onnx", max_size=None, older_than=parse_age("1.5d"))
     assert removed == 2  # the 3- and 2-day-old ones; a hit refreshed nothing else
 
 
@@ -128,7 +128,7 @@ def test_sizes_and_ages_parse():
 def test_cache_cli_info_and_clear(tmp_path):
     store = Store(tmp_path / "stages")
     store.put(key(), {"x": np.ones(10)}, label="rtmpose_t")
-    text = info(tmp_path)
+    text = info(tmp_path, tmp_path / "onnx")
     assert "pose" in text and "rtmpose_t" in text
     run = lambda *a: subprocess.run([sys.executable, "-m", "runner.cache", "--dir", str(tmp_path), *a],  # noqa: E731
                                     capture_output=True, text=True)

@@ -362,7 +362,7 @@ def test_from_file_detector_takes_ground_truth_boxes(run_recipe):
 
 def test_missing_detections_file_is_one_clear_error(run_recipe, tmp_path):
     from runner.errors import RunnerError
-    with pytest.raises(RunnerError, match="detections file .*nowhere.json does not exist: pass detect.model.path"):
+    with pytest.raises(RunnerError, match="detect.model.path=.*nowhere.json does not exist: pass detect.model.path=FILE"):
         run_recipe("body_rtmpose", COCO, "detect/model=from_file", f"detect.model.path={tmp_path / 'nowhere.json'}",
                    "pose/model=rtmpose_t")
 

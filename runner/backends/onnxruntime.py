@@ -9,18 +9,28 @@ modules (RTMO's DCC) run exactly as with the PyTorch backend.
 
 Exports are cached by checkpoint sha256 + config digest + export settings,
 written atomically under a lock; the output structure (nested lists of
-tensors) is saved as JSON beside the .onnx, never pickled."""
+tensors) and the export's sha256 are saved as JSON beside the .onnx, never
+pickled. An export is checked against its sha256 before every use and made
+again when it is damaged or altered; where backend.dir cannot be written, it
+is made in a scratch folder for this process."""
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from runner import atomic
-from runner.hashing import digest
+from runner.hashing import digest, sha256_file
 from runner.versions import versions
 
+log = logging.getLogger(__name__)
 OPSET = 17
 
 
@@ -74,7 +84,20 @@ def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
                           dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
                                         **{n: {0: "batch"} for n in names}},
                           opset_version=OPSET, dynamo=False)
-        atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names})
+        atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names,
+                                                      "sha256": sha256_file(tmp)})
+
+
+def damage(path: Path) -> str | None:
+    """Why the export at `path` cannot be used (None: it is whole and unaltered)."""
+    if not path.exists() and not path.with_suffix(".json").exists():
+        return "missing"
+    try:
+        recorded = json.loads(path.with_suffix(".json").read_text())["sha256"]
+        found = sha256_file(path)
+    except (OSError, ValueError, KeyError) as err:
+        return f"unreadable ({type(err).__name__})"
+    return None if found == recorded else f"sha256 {found[:12]} is not the recorded {recorded[:12]}"
 
 
 class OrtNetwork:
@@ -86,6 +109,8 @@ class OrtNetwork:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        ort.disable_telemetry_events()
+        ort.set_default_logger_severity(3)  # errors only: its warnings (e.g. telemetry) are not the user's business
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.structure = json.loads(path.with_suffix(".json").read_text())["structure"]
 
@@ -111,12 +136,32 @@ def use_onnxruntime(model, network: OrtNetwork):
 
 
 def onnx_model(model, key: dict, folder: Path, input_shape: tuple[int, ...], threads: int):
-    """`model` running its network in ONNX Runtime, exporting it first unless an
-    export for the same checkpoint, config and settings is cached in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = export_settings(input_shape)
-    path = folder / f"{key['name']}-{digest({**key, **settings})[:16]}.onnx"
-    with atomic.locked(str(path) + ".lock", f"exporting {path.name}"):
-        if not path.exists() or not path.with_suffix(".json").exists():
-            export(model, path, input_shape)
+    """`model` running its network in ONNX Runtime, exporting it first unless a
+    whole export for the same checkpoint, config and settings is in `folder`."""
+    name = f"{key['name']}-{digest({**key, **export_settings(input_shape)})[:16]}.onnx"
+    path = folder / name
+    if damage(path) is not None:
+        if not atomic.writable(folder):
+            path = scratch_folder(folder) / name
+        with atomic.locked(str(path) + ".lock", f"exporting {path.name}"):
+            why = damage(path)
+            if why is not None:
+                if why != "missing":
+                    log.warning("ONNX export %s is %s: exporting it again", path, why)
+                export(model, path, input_shape)
+    with contextlib.suppress(OSError):  # last use, for `cache gc` (read-only: not recorded)
+        os.utime(path)
     return use_onnxruntime(model, OrtNetwork(path, threads))
+
+
+_scratch: dict[Path, Path] = {}
+
+
+def scratch_folder(folder: Path) -> Path:
+    """A folder for this process's exports when `folder` cannot be written."""
+    if folder not in _scratch:
+        _scratch[folder] = Path(tempfile.mkdtemp(prefix="pose-runner-onnx-"))
+        atexit.register(shutil.rmtree, _scratch[folder], True)
+        log.warning("backend.dir %s cannot be written: exporting into %s for this run only (set backend.dir "
+                    "to a writable folder to keep exports)", folder, _scratch[folder])
+    return _scratch[folder]

@@ -1,16 +1,18 @@
 """Cache management.
 
-    python -m runner.cache info                      # entries and size per stage and model
-    python -m runner.cache gc --max-size 5G          # drop least recently used entries
-    python -m runner.cache gc --older-than 30d       # drop entries unused for 30 days
-    python -m runner.cache clear [--checkpoints]      # drop every entry (and checkpoints)
+    python -m runner.cache info                      # entries and size per stage and model, exports, checkpoints
+    python -m runner.cache gc --max-size 5G          # drop least recently used entries and exports
+    python -m runner.cache gc --older-than 30d       # drop entries and exports unused for 30 days
+    python -m runner.cache clear [--checkpoints]      # drop every entry and export (and checkpoints)
 
 The cache folder is cache.dir of the config ($POSE_RUNNER_CACHE, default
-~/.cache/pose-runner); --dir picks another.
+~/.cache/pose-runner), its ONNX exports backend.dir (default <cache>/onnx);
+--dir picks another cache folder (exports in its onnx/).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -49,12 +51,26 @@ def human(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
-def default_dir() -> Path:
+def default_dirs() -> tuple[Path, Path]:
+    """(cache.dir, backend.dir) of the config."""
     from runner.config import compose_config
-    return Path(str(compose_config([]).cache.dir)).expanduser()
+    cfg = compose_config([])
+    return Path(str(cfg.cache.dir)).expanduser(), Path(str(cfg.backend.dir)).expanduser()
 
 
-def info(root: Path) -> str:
+def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
+    """Each ONNX export as (its files, last use, bytes): the .onnx and its .json."""
+    out = []
+    for onnx in sorted(folder.glob("*.onnx")) if folder.is_dir() else []:
+        files = [p for p in (onnx, onnx.with_suffix(".json")) if p.exists()]
+        try:
+            out.append((files, onnx.stat().st_mtime, sum(p.stat().st_size for p in files)))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def info(root: Path, onnx_dir: Path) -> str:
     store = Store(root / "stages")
     groups: dict = defaultdict(lambda: [0, 0])
     for path, st in store.entries():
@@ -63,38 +79,40 @@ def info(root: Path) -> str:
         groups[key][0] += 1
         groups[key][1] += st.st_size
     rows = [[stage, label, n, human(size)] for (stage, label), (n, size) in sorted(groups.items())]
+    made = exports(onnx_dir)
+    rows.append(["onnx exports", "-", len(made), human(sum(size for _, _, size in made))])
     checkpoints = [p for p in (root / "checkpoints").glob("*") if p.is_file()]
     rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
-    total = sum(s for _, s in groups.values()) + sum(p.stat().st_size for p in checkpoints)
-    return f"cache: {root}\n" + table(["stage", "model", "entries", "size"], rows) + \
+    total = sum(s for _, s in groups.values()) + sum(size for _, _, size in made) + \
+        sum(p.stat().st_size for p in checkpoints)
+    return f"cache: {root} (exports: {onnx_dir})\n" + table(["stage", "model", "entries", "size"], rows) + \
         f"\ntotal: {human(total)}"
 
 
-def gc(root: Path, max_size: int | None, older_than: float | None) -> tuple[int, int]:
-    """Remove entries unused for `older_than` seconds, then the least recently
-    used ones until the entries fit in `max_size` bytes. Returns (removed, bytes)."""
-    store = Store(root / "stages")
-    entries = sorted(store.entries(), key=lambda e: e[1].st_mtime)  # oldest first (hits touch)
+def gc(root: Path, onnx_dir: Path, max_size: int | None, older_than: float | None) -> tuple[int, int]:
+    """Remove entries and exports unused for `older_than` seconds, then the
+    least recently used ones until they fit in `max_size` bytes (checkpoints
+    are not counted). Returns (removed, bytes)."""
+    units = [([path], st.st_mtime, st.st_size) for path, st in Store(root / "stages").entries()]
+    units += exports(onnx_dir)
+    units.sort(key=lambda u: u[1])  # oldest first (hits and loads touch)
     now, removed, freed = time.time(), 0, 0
-    total = sum(st.st_size for _, st in entries)
-    for path, st in entries:
-        too_old = older_than is not None and now - st.st_mtime > older_than
+    total = sum(size for _, _, size in units)
+    for files, used, size in units:
+        too_old = older_than is not None and now - used > older_than
         too_big = max_size is not None and total > max_size
         if not (too_old or too_big):
             continue
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            continue
-        removed, freed, total = removed + 1, freed + st.st_size, total - st.st_size
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        removed, freed, total = removed + 1, freed + size, total - size
     return removed, freed
 
 
-def clear(root: Path, checkpoints: bool) -> None:
-    shutil.rmtree(root / "stages", ignore_errors=True)
-    shutil.rmtree(root / "memo", ignore_errors=True)
-    if checkpoints:
-        shutil.rmtree(root / "checkpoints", ignore_errors=True)
+def clear(root: Path, onnx_dir: Path, checkpoints: bool) -> None:
+    for folder in (root / "stages", root / "memo", onnx_dir, *([root / "checkpoints"] if checkpoints else [])):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None) -> None:
@@ -111,17 +129,18 @@ def main(argv=None) -> None:
     wipe.add_argument("--checkpoints", action="store_true", help="also the downloaded checkpoints")
     args = parser.parse_args(argv)
     try:
-        root = Path(args.dir).expanduser() if args.dir else default_dir()
+        root, onnx_dir = (Path(args.dir).expanduser(), Path(args.dir).expanduser() / "onnx") if args.dir \
+            else default_dirs()
         if args.command == "info":
-            print(info(root))
+            print(info(root, onnx_dir))
         elif args.command == "gc":
             if not (args.max_size or args.older_than):
                 raise RunnerError("gc needs --max-size SIZE and/or --older-than AGE")
-            n, freed = gc(root, args.max_size and parse_size(args.max_size),
+            n, freed = gc(root, onnx_dir, args.max_size and parse_size(args.max_size),
                           args.older_than and parse_age(args.older_than))
-            print(f"removed {n} entries ({human(freed)})")
+            print(f"removed {n} entries and exports ({human(freed)})")
         else:
-            clear(root, args.checkpoints)
+            clear(root, onnx_dir, args.checkpoints)
             print(f"cleared {root}" + (" (checkpoints too)" if args.checkpoints else ""))
     except RunnerError as err:
         sys.exit(f"error: {err}")

@@ -18,6 +18,7 @@ checked on read; a damaged entry is dropped with a warning and recomputed.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -69,9 +70,21 @@ def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
 
 
 class Store:
+    """A read-only store (a shared cache on a read-only mount, or without write
+    permission) serves its entries and stores nothing, saying so once."""
+
     def __init__(self, root: str | Path, lock_timeout_s: float = atomic.DEFAULT_LOCK_TIMEOUT_S):
         self.root = Path(root)
         self.lock_timeout_s = lock_timeout_s
+        self.read_only = False
+        if not atomic.writable(self.root):
+            self._become_read_only("it is not writable")
+
+    def _become_read_only(self, why: str) -> None:
+        if not self.read_only:
+            log.warning("cache %s: %s, so cached entries are used but new ones are computed without "
+                        "being stored", self.root, why)
+        self.read_only = True
 
     # -- paths ---------------------------------------------------------------
     def path(self, key: EntryKey) -> Path:
@@ -82,10 +95,18 @@ class Store:
 
     def try_lock(self, key: EntryKey):
         """The entry's lock, acquired, or None if another process computes it."""
-        return atomic.try_lock(self._lock_path(key))
+        if self.read_only:
+            return atomic.NoLock()
+        try:
+            return atomic.try_lock(self._lock_path(key))
+        except OSError as err:
+            self._become_read_only(f"cannot lock ({err.strerror})")
+            return atomic.NoLock()
 
     def locked(self, key: EntryKey):
         """Wait (at most lock_timeout_s) for whoever computes the entry."""
+        if self.read_only:
+            return atomic.NoLock()
         return atomic.locked(self._lock_path(key), f"the {key.stage} entry {key.digest[:12]}",
                              self.lock_timeout_s)
 
@@ -102,23 +123,32 @@ class Store:
             return self._drop(path, f"unreadable ({err})")
         if meta.get("sha256") != arrays_checksum(arrays):
             return self._drop(path, "checksum mismatch")
-        try:
-            os.utime(path)  # last use, for `gc --max-size` (least recently used first)
-        except OSError:
-            pass
+        if not self.read_only:
+            try:
+                os.utime(path)  # last use, for `gc --max-size` (least recently used first)
+            except OSError:
+                pass
         return arrays
 
     def put(self, key: EntryKey, arrays: dict[str, np.ndarray], label: str = "") -> None:
+        if self.read_only:
+            return
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         meta = {**asdict(key), "label": label, "sha256": arrays_checksum(arrays),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        atomic.write_bytes(self.path(key), save_safetensors(arrays, metadata=meta))
+        data = save_safetensors(arrays, metadata=meta)
+        try:
+            atomic.write_bytes(self.path(key), data)
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._become_read_only(f"cannot store an entry ({err.strerror})")
 
     def _drop(self, path: Path, why: str) -> None:
         log.warning("cache entry %s is damaged (%s): recomputing it", path, why)
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:  # gone already, or a read-only cache
             pass
         return None
 

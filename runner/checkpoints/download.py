@@ -9,6 +9,7 @@ verified, under a lock, so parallel runs fetch each file once.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 import shutil
@@ -102,6 +103,9 @@ class CheckpointResolver:
             return Checkpoint(cached, digest, "mirror")
         if not fetch:
             return None
+        if not atomic.writable(self.cache_dir):
+            raise RunnerError(f"cannot download {name}: {self.cache_dir} cannot be written (read-only?); pass "
+                              f"download.dir=A_WRITABLE_FOLDER, download.mirror=FOLDER or {owner}=PATH")
         with atomic.locked(self.cache_dir / ".locks" / f"{name}.lock", f"downloading {name}"):
             if cached.is_file():  # another process fetched it while we waited
                 return Checkpoint(cached, self._verified(cached), "cache")
@@ -111,6 +115,8 @@ class CheckpointResolver:
     # -- helpers -------------------------------------------------------------
     def _local(self, spec: str, owner: str) -> Checkpoint:
         path = Path(spec).expanduser()
+        if path.is_dir():
+            raise RunnerError(f"checkpoint {spec} is a folder: pass {owner}=PATH to the .pth file in it")
         if not path.is_file():
             raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}=PATH_OR_URL")
         return Checkpoint(path.resolve(), self._verified(path), "local")
@@ -137,13 +143,19 @@ class CheckpointResolver:
                     done = have if resumed else 0
                     with open(part, "ab" if resumed else "wb") as out, tqdm(
                             total=(total + done) if total else None, initial=done, unit="B",
-                            unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
+                            unit_scale=True, desc=f"download {dest.name}", leave=False, disable=None) as bar:
                         while chunk := response.read(_CHUNK):
                             out.write(chunk)
                             bar.update(len(chunk))
+                    if total is not None and part.stat().st_size < total + done:
+                        raise http.client.IncompleteRead(b"", total + done - part.stat().st_size)
             except urllib.error.HTTPError as err:
                 if not (err.code == 416 and have):  # 416: the .part is already whole
                     raise _unreachable(url, f"HTTP {err.code} {err.reason}", dest, owner) from None
+            except http.client.HTTPException as err:  # the connection dropped mid-file: keep the .part
+                got = part.stat().st_size if part.exists() else 0
+                raise RunnerError(f"downloading {url} stopped after {got:,} bytes ({type(err).__name__}): "
+                                  "re-run to resume it") from None
             except (urllib.error.URLError, OSError) as err:
                 raise _unreachable(url, getattr(err, "reason", None) or err, dest, owner) from None
             prefix = expected_hash_prefix(dest.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +49,45 @@ class UnsafeCheckpointError(RunnerError):
     pass
 
 
+class NotACheckpointError(RunnerError):
+    pass
+
+
 @contextlib.contextmanager
-def refused_globals_explained(path: str | Path):
-    """Turn the unpickler's multi-paragraph refusal into one line naming the global."""
+def refused_globals_explained(path: str | Path, owner: str = "the checkpoint"):
+    """Turn the unpickler's multi-paragraph refusal into one line naming the
+    global, and a file that is not a whole checkpoint into one line too."""
     try:
         yield
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        name = found.group(1) if found else "an object that is not a tensor"
+        if not found:
+            raise not_a_checkpoint(path, err, owner) from None
         raise UnsafeCheckpointError(
-            f"checkpoint {path} needs '{name}', which is not on the allow-list of safe "
+            f"checkpoint {path} needs '{found.group(1)}', which is not on the allow-list of safe "
             "globals (runner/checkpoints/safe_load.py); re-save its state_dict and meta "
             "with only tensors and numpy arrays, or add that global there if you trust the file"
         ) from None
+    except RunnerError:
+        raise
+    except Exception as err:
+        if not _raised_reading_the_file(err):
+            raise
+        raise not_a_checkpoint(path, err, owner) from None
+
+
+def _raised_reading_the_file(err: Exception) -> bool:
+    """Whether torch.load raised it (a truncated or foreign file fails in many
+    ways: EOFError, IndexError, RuntimeError, ...), not the model's construction."""
+    return any(name in frame.filename for frame in traceback.extract_tb(err.__traceback__)
+               for name in ("torch/serialization.py", "torch/_weights_only_unpickler.py"))
+
+
+def not_a_checkpoint(path, err: BaseException, owner: str) -> NotACheckpointError:
+    first = (str(err).strip().splitlines() or [""])[0][:120]
+    return NotACheckpointError(
+        f"checkpoint {path} cannot be loaded ({type(err).__name__}: {first}): it is truncated or not a "
+        f"PyTorch checkpoint; delete it and re-run to fetch it again, or point {owner} at a good file")
 
 
 def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:

@@ -122,9 +122,9 @@ def quiet_openmmlab():
         logger.setLevel(level)
 
 
-def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str):
+def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str, owner: str):
     install_allow_list()
-    with refused_globals_explained(checkpoint), quiet_openmmlab():
+    with refused_globals_explained(checkpoint, owner), quiet_openmmlab():
         if registry == "mmdet":
             from mmdet.apis import init_detector
             return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
@@ -138,16 +138,18 @@ def model_for(cfg, role: str, library: str, checkpoint, device: str):
     entry = cfg[role].model
     return load_model(library, str(entry.config), str(checkpoint.path), checkpoint.sha256, device,
                       choose_backend(str(cfg.backend.name), device),
-                      str(Path(str(cfg.backend.dir)).expanduser()), tuple(int(v) for v in entry.input_size))
+                      str(Path(str(cfg.backend.dir)).expanduser()), tuple(int(v) for v in entry.input_size),
+                      f"{role}.model.checkpoint")
 
 
 @functools.lru_cache(maxsize=4)
 def load_model(registry: str, config_spec: str, checkpoint: str, checkpoint_sha256: str, device: str,
-               backend: str = "pytorch", onnx_dir: str = "", input_size: tuple[int, int] = (0, 0)):
+               backend: str = "pytorch", onnx_dir: str = "", input_size: tuple[int, int] = (0, 0),
+               owner: str = "the model's checkpoint"):
     """An MMDetection (registry="mmdet") or MMPose model, once per process (sequential
     sweep jobs reuse it). With backend="onnxruntime" its network runs in ONNX Runtime
     (exported once per checkpoint; input_size = (width, height) of the export)."""
-    model = _init_pytorch(registry, config_spec, checkpoint, device)
+    model = _init_pytorch(registry, config_spec, checkpoint, device, owner)
     if backend == "onnxruntime":
         from runner.backends.onnxruntime import onnx_model
         key = {"name": Path(checkpoint).stem.split("_local")[0][:48], "checkpoint": checkpoint_sha256,

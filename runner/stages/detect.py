@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from runner.coco import item_image_id
 from runner.errors import RunnerError
@@ -44,10 +43,6 @@ class FromFile(Stage):
     def setup(self) -> None:
         self.cfg = self.ctx.cfg.detect
         entry = self.cfg.model
-        if OmegaConf.is_missing(entry, "path") or entry.path is None:
-            raise RunnerError("detect/model=gt takes its boxes from eval.ann_file: pass eval.ann_file=FILE"
-                              if entry.name == "gt" else
-                              "detect/model=from_file needs a file: pass detect.model.path=FILE (COCO results JSON)")
         path = Path(str(entry.path)).expanduser()
         data = read_json(path, "detections file", "pass detect.model.path=FILE (COCO results JSON)")
         ids = {}

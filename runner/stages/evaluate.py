@@ -109,7 +109,7 @@ class Evaluate(Stage):
                        "unmatched": self.unmatched[:20]},
         }
         if self.ctx.outputs is not None:
-            atomic.write_json(self.ctx.outputs.root / "metrics.json", self.result, indent=2)
+            atomic.write_json(self.ctx.outputs.root / "metrics.json", self.result, indent=2, sort_keys=True)
 
     def manifest_fields(self) -> dict:
         return {"metrics": self.result} if self.result else {}

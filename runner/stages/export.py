@@ -74,7 +74,7 @@ class JsonArrayWriter:
         self.file.write("[")
 
     def add(self, value) -> None:
-        self.file.write(("," if self.count else "") + "\n" + json.dumps(value))
+        self.file.write(("," if self.count else "") + "\n" + json.dumps(value, sort_keys=True))
         self.count += 1
 
     def close(self) -> None:
@@ -112,7 +112,8 @@ class Export(Stage):
     def _predictions(self, record: Record, found: list[dict]) -> None:
         item, outputs = record.item, self.ctx.outputs
         if item.frame_index is None:
-            outputs.write("predictions", item.name, "json", json.dumps(found, indent=2).encode())
+            # sorted keys: the same bytes whether the poses were computed or came from the cache
+            outputs.write("predictions", item.name, "json", json.dumps(found, indent=2, sort_keys=True).encode())
             return
         writer = self.videos.get(item.name)
         if writer is None:

@@ -1,0 +1,88 @@
+"""Messy inputs: every good image's results are written, every bad one is a
+failed item with one line (no traceback), the exit status says so."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import runner
+from cases import GOOD, bomb_png, cli, folder_of, huge_jpeg_header, one_line, png_named_jpg, small_models, \
+    zero_frame_video  # noqa: F401  (small_models is a fixture)
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory):
+    return bomb_png(tmp_path_factory.mktemp("bomb") / "bomb.png")
+
+
+def test_a_messy_folder_writes_every_good_image_and_lists_every_bad_one(small_models, bomb, tmp_path):
+    folder = folder_of(tmp_path, "messy", good=2)
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
+    (folder / "truncated.jpg").write_bytes(GOOD[2].read_bytes()[:5000])
+    png_named_jpg(folder / "really_a_png.jpg")
+    shutil.copy(bomb, folder / "bomb.png")
+    shutil.copy(GOOD[3], folder / "ünïcødé 写真.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    out = tmp_path / "run"
+    done = cli(f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={out}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    failed = {f["id"]: f["error"] for f in manifest["failed"]}
+    assert set(failed) == {"zero.jpg", "corrupt.jpg", "truncated.jpg", "bomb.png", "loop.jpg", "dangling.jpg"}
+    assert all("\n" not in e for e in failed.values())
+    assert "corrupt or not an image" in failed["zero.jpg"] and "corrupt or not an image" in failed["truncated.jpg"]
+    assert "declares 400,000,000 pixels, over max_pixels=178,956,970" in failed["bomb.png"]
+    assert "cannot read" in failed["loop.jpg"] and "cannot read" in failed["dangling.jpg"]
+    good = sorted(p.name for p in GOOD[:2]) + ["really_a_png.jpg", "ünïcødé 写真.jpg"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(good)
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(f"{g}.json" for g in good)
+    for name in failed:
+        assert name in done.stdout  # the summary lists it
+
+
+def test_a_dry_run_over_bad_images_does_not_crash(small_models, tmp_path):
+    folder = folder_of(tmp_path, "messy", good=1)
+    (folder / "zero.jpg").write_bytes(b"")
+    done = cli(f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", "dry_run=true",
+               f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0 and "dry run: no model was run" in done.stdout, done.stderr[-2000:]
+
+
+def test_an_image_over_opencvs_own_limit_is_a_failed_item(small_models, tmp_path):
+    """max_pixels=null: our limit is off, OpenCV's raises inside imdecode."""
+    folder = folder_of(tmp_path, "big", good=1)
+    huge_jpeg_header(folder / "huge.jpg")
+    result = runner.run(recipe="body_rtmpose", input=folder, output_dir=tmp_path / "out",
+                        overrides=[*small_models, f"cache.dir={tmp_path / 'cache'}", "max_pixels=null"])
+    assert [f["id"] for f in result.failed] == ["huge.jpg"] and "cannot decode image" in result.failed[0]["error"]
+    assert len(result.records) == 2 and result.records[0]["instances"]
+
+
+def test_a_video_that_decodes_no_frames_is_a_failed_item_without_decoder_noise(small_models, tmp_path):
+    video = zero_frame_video(tmp_path / "broken.mp4")
+    out = tmp_path / "run"
+    done = cli(f"input={video}", *small_models, f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={out}")
+    assert done.returncode == 1
+    assert not [line for line in done.stderr.splitlines() if line.startswith("[")], done.stderr  # FFmpeg's "[h264 @"
+    (failed,) = json.loads((out / "manifest.json").read_text())["failed"]
+    assert failed["id"] == "broken.mp4" and "decoded no frames (of 5 it declares)" in failed["error"]
+    assert "broken.mp4: video" in done.stdout
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda d: (d / "cut.mp4").write_bytes((GOOD[0].parent.parent / "video" / "demo.mp4").read_bytes()[:3000]),
+     "cannot open video"),
+    (lambda d: (d / "empty").mkdir(), "has no images"),
+    (lambda d: None, "does not exist: pass input=PATH"),
+])
+def test_unusable_inputs_fail_in_one_line(small_models, tmp_path, make, expected):
+    make(tmp_path)
+    target = next((p for p in tmp_path.iterdir() if p.name in ("cut.mp4", "empty")), tmp_path / "missing")
+    line = one_line(cli(f"input={target}", *small_models, f"cache.dir={tmp_path / 'cache'}",
+                        f"hydra.run.dir={tmp_path / 'run'}"))
+    assert expected in line

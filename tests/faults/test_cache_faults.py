@@ -1,0 +1,136 @@
+"""A cache that never lies: read-only caches serve without storing, damaged
+entries and exports are found and made again, two processes compute each
+entry once, and the cache commands count everything the cache holds."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import runner
+from cases import cli, folder_of, one_line, small_models  # noqa: F401  (small_models is a fixture)
+from conftest import COCO, ROOT
+
+
+def read_only_mount_available(folder) -> bool:
+    """A real read-only filesystem without privileges: a bind mount in a user namespace."""
+    folder.mkdir(exist_ok=True)
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount --bind '{folder}' '{folder}' && "
+                            f"mount -o remount,ro,bind '{folder}' '{folder}'"], capture_output=True)
+    return probe.returncode == 0
+
+
+def files(folder):
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_read_only_cache_serves_hits_and_computes_misses_without_storing(small_models, tmp_path):
+    if not read_only_mount_available(tmp_path / "probe"):
+        pytest.skip("this machine allows no user-namespace mount (unshare -rm) for a read-only filesystem")
+    folder = folder_of(tmp_path, "photos", good=2)
+    cache = tmp_path / "cache"
+    first = cli(f"input={folder}", *small_models, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'warm'}",
+                "detect.bbox_thr=0.6")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = files(cache)
+
+    def on_read_only_cache(name, *more):
+        command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "runner", f"input={folder}", *small_models,
+                                               f"cache.dir={cache}", f"hydra.run.dir={tmp_path / name}", *more])
+        return subprocess.run(["unshare", "-rm", "sh", "-c", f"mount --bind '{cache}' '{cache}' && "
+                               f"mount -o remount,ro,bind '{cache}' '{cache}' && exec {command}"],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    hits = on_read_only_cache("hits", "detect.bbox_thr=0.6")
+    assert hits.returncode == 0, hits.stderr[-2000:]
+    stages = json.loads((tmp_path / "hits" / "manifest.json").read_text())["stages"]
+    assert stages["detect"]["computed"] == stages["pose"]["computed"] == 0 and stages["pose"]["cache_hits"] > 0
+    misses = on_read_only_cache("misses", "detect.bbox_thr=0.3")  # new boxes: poses to compute
+    assert misses.returncode == 0, misses.stderr[-2000:]
+    stages = json.loads((tmp_path / "misses" / "manifest.json").read_text())["stages"]
+    assert stages["pose"]["computed"] > 0
+    said = misses.stdout + misses.stderr  # Hydra logs to stdout
+    assert said.count("new ones are computed without being stored") == 1  # said once
+    assert "Traceback" not in said and "onnxruntime" not in said
+    assert files(cache) == before  # nothing written
+
+
+def test_cache_dir_that_is_a_file_is_one_line(small_models, tmp_path):
+    (tmp_path / "cachefile").write_text("")
+    line = one_line(cli(f"input={COCO}", *small_models, f"cache.dir={tmp_path / 'cachefile'}",
+                        f"hydra.run.dir={tmp_path / 'run'}"))
+    assert "cache.dir=" in line and "is a file: point cache.dir" in line
+
+
+def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_path):
+    folder = folder_of(tmp_path, "photos", good=4)
+    args = [f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", "detect.batch_size=1"]
+    runs = [subprocess.Popen([sys.executable, "-m", "runner", *args, f"hydra.run.dir={tmp_path / str(n)}"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in range(2)]
+    for run in runs:
+        assert run.wait(timeout=600) == 0, run.stderr.read()[-2000:]
+    manifests = [json.loads((tmp_path / str(n) / "manifest.json").read_text()) for n in range(2)]
+    assert sum(m["stages"]["detect"]["computed"] for m in manifests) == 4
+    boxes = manifests[0]["stages"]["pose"]["units"]
+    assert sum(m["stages"]["pose"]["computed"] for m in manifests) == boxes > 0
+
+
+def test_a_flipped_cache_entry_is_recomputed(small_models, tmp_path, forwards):
+    args = dict(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0],
+                overrides=[*small_models, f"cache.dir={tmp_path / 'cache'}"])
+    first = runner.run(**args, output_dir=tmp_path / "a")
+    (entry,) = (tmp_path / "cache" / "stages" / "detect").rglob("*.safetensors")
+    data = bytearray(entry.read_bytes())
+    data[-5] ^= 0x01
+    entry.write_bytes(bytes(data))
+    forwards.clear()
+    again = runner.run(**args, output_dir=tmp_path / "b")
+    assert forwards["RTMDet"] == 1 and again.records == first.records
+
+
+@pytest.mark.parametrize("damage", ["truncated", "weights altered"])
+def test_a_damaged_onnx_export_is_made_again_and_counted_by_the_cache_commands(make_checkpoint, tmp_path, damage):
+    from runner.models.loading import load_model
+    pose = make_checkpoint("rtmpose_t")[0]
+    args = dict(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0],
+                overrides=["detect/model=whole_image", "pose/model=rtmpose_t", f"pose.model.checkpoint={pose}",
+                           "backend=onnxruntime", f"cache.dir={tmp_path / 'cache'}"])
+    load_model.cache_clear()
+    first = runner.run(**args, output_dir=tmp_path / "a")
+    (export,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    data = bytearray(export.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # the same size, other weights: only the checksum can tell
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(64)
+    export.write_bytes(bytes(data))
+    load_model.cache_clear()  # a new process: only the files on disk remain
+    args["overrides"].append("cache.refresh=true")  # the pose model must run, from the export
+    again = runner.run(**args, output_dir=tmp_path / "b")
+    assert again.records == first.records  # made again from the checkpoint, not trusted as found
+    assert export.read_bytes() != bytes(data)
+
+    def cache_cli(*more):
+        return subprocess.run([sys.executable, "-m", "runner.cache", "--dir", str(tmp_path / "cache"), *more],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    assert re.search(r"onnx exports\s+-\s+1\s", cache_cli("info").stdout)
+    assert cache_cli("clear").returncode == 0
+    assert not list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+
+
+def test_gc_max_size_counts_the_exports(make_checkpoint, tmp_path):
+    from runner.cache.__main__ import exports, gc
+    onnx = tmp_path / "cache" / "onnx"
+    onnx.mkdir(parents=True)
+    (onnx / "net-1.onnx").write_bytes(bytes(1000))
+    (onnx / "net-1.json").write_text("{}")
+    assert len(exports(onnx)) == 1
+    removed, freed = gc(tmp_path / "cache", onnx, max_size=10, older_than=None)
+    assert removed == 1 and freed >= 1000 and not (onnx / "net-1.onnx").exists()
+    shutil.rmtree(onnx)

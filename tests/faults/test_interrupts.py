@@ -1,0 +1,76 @@
+"""Interrupted runs: SIGKILL loses nothing computed and a re-run gives the
+same bytes as an uninterrupted run; SIGTERM stops like Ctrl-C with a manifest;
+a finished run can be replayed, and a changed input or checkpoint is named."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import cv2
+
+from cases import cli, folder_of, kill, one_line, run_folder_files, small_models, wait_for  # noqa: F401
+from conftest import ROOT
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def pose_entries(cache) -> int:
+    return len(list((cache / "stages" / "pose").rglob("*.safetensors")))
+
+
+def test_sigkill_then_resume_gives_the_bytes_of_an_uninterrupted_run(small_models, tmp_path):
+    folder = folder_of(tmp_path, "photos", good=4)
+    # batches of one: a box's numbers do not depend on which boxes share its batch
+    args = [f"input={folder}", *small_models, "detect.batch_size=1", "pose.batch_size=1", "detect.bbox_thr=0.3"]
+    whole = cli(*args, f"cache.dir={tmp_path / 'whole-cache'}", f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    total = json.loads((tmp_path / "whole" / "manifest.json").read_text())["stages"]["pose"]["units"]
+
+    cache = tmp_path / "cache"
+    run = start(*args, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'killed'}")
+    assert wait_for(lambda: pose_entries(cache) >= 5 or run.poll() is not None)
+    kill(run, signal.SIGKILL)
+    done_before = pose_entries(cache)
+    assert 0 < done_before < total, "the kill came too late to interrupt anything"
+
+    resumed = cli(*args, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    stages = json.loads((tmp_path / "resumed" / "manifest.json").read_text())["stages"]
+    assert stages["pose"]["cache_hits"] >= done_before and stages["pose"]["computed"] == total - stages["pose"]["cache_hits"]
+    assert run_folder_files(tmp_path / "resumed") == run_folder_files(tmp_path / "whole")
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_a_manifest(small_models, tmp_path):
+    folder = folder_of(tmp_path, "photos", good=4)
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    run = start(f"input={folder}", *small_models, f"cache.dir={cache}", f"hydra.run.dir={out}", "detect.batch_size=1",
+                "pose.batch_size=1", "detect.bbox_thr=0.3")
+    assert wait_for(lambda: pose_entries(cache) >= 2 or run.poll() is not None)
+    kill(run, signal.SIGTERM)
+    assert run.returncode == 1
+    assert run.stderr.read().strip().splitlines()[-1].startswith("interrupted: everything finished so far is cached")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["stages"]["pose"]["computed"] >= 2
+
+
+def test_replay_is_identical_and_names_what_changed(small_models, tmp_path):
+    folder = folder_of(tmp_path, "photos", good=2)
+    first = cli(f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    replay = lambda *more: subprocess.run([sys.executable, "-m", "runner.replay", str(tmp_path / "run"), *more],  # noqa: E731
+                                          cwd=ROOT, capture_output=True, text=True)
+    again = replay("--out", str(tmp_path / "replayed"), "--refresh")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "identical predictions" in again.stdout
+    assert run_folder_files(tmp_path / "replayed") == run_folder_files(tmp_path / "run")
+    edited = sorted(folder.glob("*.jpg"))[0]
+    image = cv2.imread(str(edited))
+    image[:20, :20] = 0
+    cv2.imwrite(str(edited), image)
+    line = one_line(replay("--out", str(tmp_path / "replayed2")))
+    assert f"input {edited} changed since the run (sha256" in line
