@@ -3,6 +3,7 @@ libraries' chatter."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ LIBRARY_NOISE = (
 def silence_library_noise() -> None:
     for pattern in LIBRARY_NOISE:
         warnings.filterwarnings("ignore", message=pattern)
+    # matplotlib announces its font cache at INFO, which Hydra's console shows
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def keep_library_files_in(cache_dir: Path) -> None:

@@ -60,7 +60,7 @@ class Report:
 
     def describe_best(self) -> str:
         if self.best is None:
-            return "no job has a value for " + self.metric
+            return f"no job finished ok with a value for {self.metric}"
         setting = " ".join(f"{k}={self.best[k]}" for k in self.swept) or "(no swept values)"
         return f"job {self.best['job']}: {setting}, {self.metric} {self.best[self.metric]:.4g}"
 
