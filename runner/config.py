@@ -14,7 +14,7 @@ HYDRA_FLAGS_WE_CHECK = {"-m", "--multirun"}
 
 
 ADDABLE = ("download.checkpoints.",)
-RECIPE_STEPS = ("download", "detect", "pose", "visualize", "export", "evaluate")  # the only keys an override may add (`+key=...`)
+RECIPE_STEPS = ("download", "detect", "pose", "track", "smooth", "visualize", "export", "evaluate")  # the only keys an override may add (`+key=...`)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -105,11 +105,28 @@ VALUE_CHECKS = {
     "visualize.radius": (_whole(0), "a whole number of pixels, 0 or more"),
     "visualize.thickness": (_whole(1), "a positive whole number of pixels"),
     "max_frames": (_whole(1, none_ok=True), "a positive whole number, or null for all"),
+    "frame_stride": (_whole(1), "a positive whole number (1: every frame)"),
+    "recursive": (lambda v: isinstance(v, bool), "true or false"),
     "max_pixels": (_whole(1, none_ok=True), "a positive whole number, or null for no limit"),
     "device.threads": (_whole(1, none_ok=True), "a positive whole number, or null for one per core"),
     "download.timeout_s": (_positive, "a positive number of seconds"),
     "cache.lock_timeout_s": (_positive, "a positive number of seconds"),
     "output.overlay_ext": (lambda v: str(v).lower() in OVERLAY_FORMATS, "one of " + ", ".join(OVERLAY_FORMATS)),
+    "detect.every": (_whole(1), "a positive whole number (1: the detector on every frame)"),
+    "detect.every_kpt_thr": (_fraction, "a number between 0 and 1"),
+    "track.iou_thr": (_fraction, "a number between 0 and 1"),
+    "track.max_lost": (_whole(0), "a whole number of frames, 0 or more"),
+    "smooth.method": (lambda v: v in ("one_euro", "butterworth", "median", "none"),
+                      "one_euro, butterworth, median or none"),
+    "smooth.min_cutoff": (_positive, "a positive frequency in Hz"),
+    "smooth.beta": (lambda v: isinstance(v, (int, float)) and v >= 0, "a number, 0 or more"),
+    "smooth.cutoff_hz": (_positive, "a positive frequency in Hz"),
+    "smooth.order": (_whole(1), "a positive whole number"),
+    "smooth.window": (_whole(1), "a positive whole number of frames"),
+    "smooth.hampel_sigmas": (_positive, "a positive number"),
+    "smooth.kpt_thr": (_fraction, "a number between 0 and 1"),
+    "smooth.max_gap": (_whole(0), "a whole number of frames, 0 or more"),
+    "export.table": (lambda v: v in (None, "csv", "parquet"), "csv, parquet or null"),
     "backend.name": (lambda v: v in ("auto", "pytorch", "onnxruntime"), "auto, pytorch or onnxruntime"),
     "device.type": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
     "pose.camera.focal": (_numbers(2), "[fx, fy] in pixels, or null"),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner import boxes
 from runner.coco import image_id
 from runner.errors import RunnerError
 from runner.hashing import sha256_file
@@ -261,7 +262,7 @@ def hand_samples(gt: GroundTruth, predictions: list[Prediction]) -> list[dict]:
             continue
         gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                              for a in anns], dtype=np.float64)
-        iou = box_iou(gt_boxes, np.asarray(pred.boxes, np.float64))
+        iou = boxes.iou(gt_boxes, pred.boxes)
         rows, cols = linear_sum_assignment(-iou)
         for g, p in zip(rows, cols):
             if iou[g, p] < 0.5:
@@ -272,15 +273,6 @@ def hand_samples(gt: GroundTruth, predictions: list[Prediction]) -> list[dict]:
                                              "keypoints_visible": np.minimum(1, kpts[None, :, 2]),
                                              "bboxes": gt_boxes[g:g + 1].astype(np.float32)}})
     return samples
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of `a` (M, 4) with every box of `b` (N, 4), xyxy."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
 
 
 @functools.cache

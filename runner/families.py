@@ -20,6 +20,8 @@ from runner.stages.detect import FromFile, WholeImage
 from runner.stages.download import Download
 from runner.stages.evaluate import Evaluate
 from runner.stages.export import Export
+from runner.stages.motion import Smooth
+from runner.stages.track import Track
 from runner.stages.visualize import Visualize
 
 
@@ -47,7 +49,8 @@ def family(name: str) -> Family:
 
 
 MODEL_STEPS = ("detect", "pose")  # stages chosen by their model's family; the config section of that name
-STEPS = {"download": Download, "visualize": Visualize, "export": Export, "evaluate": Evaluate}
+STEPS = {"download": Download, "track": Track, "smooth": Smooth, "visualize": Visualize, "export": Export,
+         "evaluate": Evaluate}
 
 
 def build_stage(ctx, step: str) -> Stage:

@@ -1,6 +1,8 @@
-"""Inputs and their unit of work, the Item: one image file, one video frame or
-one webcam frame. An item's `content_key` identifies its pixels' source by
-content (file bytes, or the video's hash + frame index), never by path or mtime."""
+"""Inputs and their unit of work, the Item: one image file, one video frame, or
+one frame of a webcam or stream. An item's `content_key` identifies its pixels'
+source by content (file bytes, or the video's hash + frame index), never by
+path or mtime. Sources: an image, a video, a folder of both (recursive=true
+walks sub-folders), a webcam, or a stream URL OpenCV can open."""
 from __future__ import annotations
 
 import io
@@ -39,7 +41,8 @@ class Item:
     name: str                    # the input it comes from, relative to the input folder: "demo.mp4"
     source: str                  # the file (or webcam) it comes from
     content_key: str             # sha256 hex of what the pixels are decoded from
-    frame_index: int | None = None
+    frame_index: int | None = None  # the frame's index in its video (with frame_stride: every Nth)
+    fps: float | None = None        # frames per second of what is kept of its video
     data: bytes | None = field(default=None, repr=False)      # encoded image file
     error: str | None = None     # why it could not be read, if it could not
     _image: np.ndarray | None = field(default=None, repr=False)
@@ -77,10 +80,23 @@ def decode_all(items: Iterable[Item], pool: ThreadPoolExecutor | None = None) ->
 
 # -- sources -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Reading:
+    """How inputs are read (top-level config keys)."""
+    max_frames: int | None = None   # per video, stream or webcam
+    frame_stride: int = 1           # keep every Nth frame
+    max_pixels: int | None = None   # refuse larger images before decoding
+    recursive: bool = False         # walk sub-folders
+
+
 class Source:
-    """An ordered stream of items."""
+    """An ordered stream of items. `inputs` lists what was read, by name and
+    content hash, as it is read (the manifest's, and replay's, record)."""
     kind: str = ""
     name: str = ""
+
+    def __init__(self):
+        self.inputs: list[dict] = []
 
     def __iter__(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -105,66 +121,90 @@ def declared_pixels(data: bytes) -> int | None:
             return None
 
 
-class ImageFiles(Source):
-    kind = "images"
+class Files(Source):
+    """An image, or a folder of images and videos (in name order); a video's
+    frames come one item each."""
+    kind = "files"
 
-    def __init__(self, paths: list[Path], root: Path | None, max_pixels: int | None = None):
-        self.paths, self.root, self.max_pixels = paths, root, max_pixels
+    def __init__(self, paths: list[Path], root: Path | None, hasher: FileHasher | None, reading: Reading):
+        super().__init__()
+        self.paths, self.root, self.hasher, self.reading = paths, root, hasher, reading
         self.name = str(root if root is not None else paths[0])
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.paths)  # files: a video counts once
 
     def names(self) -> list[str]:
-        """The items' names (paths relative to the folder), known before reading any."""
+        """The inputs' names (paths relative to the folder), known before reading any."""
         return [path.relative_to(self.root).as_posix() if self.root else path.name for path in self.paths]
 
     def __iter__(self) -> Iterator[Item]:
         for path, name in zip(self.paths, self.names()):
-            try:
-                data = path.read_bytes()
-            except OSError as err:  # permissions, a broken link, a link loop, a folder named x.jpg
-                yield Item(id=name, name=name, source=str(path), content_key="",
-                           error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
-                continue
-            pixels = declared_pixels(data) if self.max_pixels else None
-            if pixels is not None and pixels > self.max_pixels:
-                yield Item(id=name, name=name, source=str(path), content_key="",
-                           error=f"image {path} declares {pixels:,} pixels, over max_pixels={self.max_pixels:,}: "
-                                 "not decoded; shrink it, or raise max_pixels if it is real")
-                continue
-            yield Item(id=name, name=name, source=str(path), content_key=sha256_bytes(data), data=data)
+            if path.suffix.lower() in VIDEO_EXTS:
+                yield from self._video(path, name)
+            else:
+                yield self._image(path, name)
+
+    def _image(self, path: Path, name: str) -> Item:
+        try:
+            data = path.read_bytes()
+        except OSError as err:  # permissions, a broken link, a link loop, a folder named x.jpg
+            return Item(id=name, name=name, source=str(path), content_key="",
+                        error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
+        key = sha256_bytes(data)
+        self.inputs.append({"id": name, "sha256": key})
+        limit = self.reading.max_pixels
+        pixels = declared_pixels(data) if limit else None
+        if pixels is not None and pixels > limit:
+            return Item(id=name, name=name, source=str(path), content_key="",
+                        error=f"image {path} declares {pixels:,} pixels, over max_pixels={limit:,}: "
+                              "not decoded; shrink it, or raise max_pixels if it is real")
+        return Item(id=name, name=name, source=str(path), content_key=key, data=data)
+
+    def _video(self, path: Path, name: str) -> Iterator[Item]:
+        try:
+            video = VideoFrames(path, self.hasher, self.reading, name)
+        except RunnerError as err:  # one bad video in a folder: a failed item, the rest goes on
+            yield Item(id=name, name=name, source=str(path), content_key="", error=str(err))
+            return
+        self.inputs.append({"id": name, "sha256": video.video_key})
+        yield from video
 
 
 class VideoFrames(Source):
     kind = "video"
 
-    def __init__(self, path: Path, hasher: FileHasher, max_frames: int | None = None):
-        self.path, self.max_frames = path, max_frames
-        self.name = str(path)
-        self.video_key = hasher.sha256(path)
+    def __init__(self, path: Path, hasher: FileHasher, reading: Reading, name: str | None = None):
+        super().__init__()
+        self.path, self.reading = path, reading
+        self.name, self.item_name = str(path), name or path.name
+        try:
+            self.video_key = hasher.sha256(path)
+        except OSError as err:
+            raise RunnerError(f"cannot read video {path}: {err.strerror}; fix or remove it and re-run") from None
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise RunnerError(f"cannot open video {path}: the file is corrupt or its codec is "
                               "not supported by OpenCV; convert it (e.g. to H.264 .mp4) and re-run")
-        self.fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / reading.frame_stride
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         cap.release()
+        self.inputs.append({"id": self.item_name, "sha256": self.video_key})
 
     def __len__(self) -> int:
-        n = self.frame_count
-        return min(n, self.max_frames) if self.max_frames else n
+        n = -(-self.frame_count // self.reading.frame_stride)
+        return min(n, self.reading.max_frames) if self.reading.max_frames else n
 
     def __iter__(self) -> Iterator[Item]:
         cap = cv2.VideoCapture(str(self.path))
         decoded = 0
-        for index, frame in read_frames(cap, self.max_frames):
+        for index, frame in read_frames(cap, self.reading):
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
             decoded += 1
-            yield Item(id=f"{self.path.name}#{index:06d}", name=self.path.name, source=str(self.path),
-                       content_key=key, frame_index=index, _image=frame)
-        if not decoded and self.max_frames != 0:
-            yield Item(id=self.path.name, name=self.path.name, source=str(self.path), content_key="",
+            yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=str(self.path),
+                       content_key=key, frame_index=index, fps=self.fps, _image=frame)
+        if not decoded and self.reading.max_frames != 0:
+            yield Item(id=self.item_name, name=self.item_name, source=str(self.path), content_key="",
                        error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
                              "corrupt or their codec is not supported by OpenCV; convert it (e.g. to H.264 .mp4)")
 
@@ -172,69 +212,103 @@ class VideoFrames(Source):
         return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
 
 
-def read_frames(cap, max_frames: int | None) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, frame) from an opened cv2.VideoCapture, until it ends or max_frames; releases it."""
+def read_frames(cap, reading: Reading) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) of every frame_stride-th frame of an opened
+    cv2.VideoCapture, until it ends or max_frames are kept; releases it."""
+    kept = 0
     try:
         for index in itertools.count():
-            if max_frames is not None and index >= max_frames:
+            if reading.max_frames is not None and kept >= reading.max_frames:
                 break
+            if index % reading.frame_stride:
+                if not cap.grab():  # skipped frames are not decoded
+                    break
+                continue
             ok, frame = cap.read()
             if not ok:
                 break
+            kept += 1
             yield index, frame
     finally:
         cap.release()
 
 
-class Webcam(Source):
-    """Live frames; each frame is keyed by the hash of its pixels."""
-    kind = "webcam"
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
-    def __init__(self, index: int, max_frames: int | None = None):
-        self.index, self.max_frames = index, max_frames
-        self.name = f"webcam:{index}"
+
+class LiveFrames(Source):
+    """A webcam or a stream URL: frames as they come, each keyed by the hash of
+    its pixels (the same scene read again is not the same frames)."""
+    kind = "live"
+
+    def __init__(self, target: int | str, reading: Reading):
+        super().__init__()
+        self.target, self.reading = target, reading
+        if isinstance(target, int):
+            self.name, self.item_name = f"webcam:{target}", f"webcam{target}"
+        else:
+            self.name = target
+            self.item_name = re.sub(r"[^A-Za-z0-9._-]+", "_", target.split("://", 1)[1]).strip("_") or "stream"
         self.fps = 25.0
 
     def __iter__(self) -> Iterator[Item]:
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # our error says it in one line
         try:
-            cap = cv2.VideoCapture(self.index)
+            cap = cv2.VideoCapture(self.target)
         finally:
             cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
-            raise RunnerError(f"cannot open webcam {self.index}: no camera at that index; "
-                              "check the device (ls /dev/video*) or pass input=webcam:N")
-        for index, frame in read_frames(cap, self.max_frames):
-            yield Item(id=f"webcam{self.index}#{index:06d}", name=f"webcam{self.index}", source=self.name,
-                       content_key=sha256_bytes(frame.tobytes()), frame_index=index, _image=frame)
+            if isinstance(self.target, int):
+                raise RunnerError(f"cannot open webcam {self.target}: no camera at that index; "
+                                  "check the device (ls /dev/video*) or pass input=webcam:N")
+            raise RunnerError(f"cannot open stream {self.target}: OpenCV could not connect or decode it; "
+                              "check the URL (and that the stream is live) and re-run")
+        self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / self.reading.frame_stride
+        self.inputs.append({"id": self.item_name, "sha256": ""})
+        for index, frame in read_frames(cap, self.reading):
+            yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=self.name,
+                       content_key=sha256_bytes(frame.tobytes()), frame_index=index, fps=self.fps, _image=frame)
 
 
-def open_source(spec: str, hasher: FileHasher, max_frames: int | None = None,
-                max_pixels: int | None = None) -> Source:
-    """An image, a folder of images, a video file, or `webcam` / `webcam:N`."""
+def list_folder(folder: Path, recursive: bool) -> list[Path]:
+    """Every entry named like an image or a video, in name order. One that
+    cannot be read (a broken or looping link, no permission) is kept, to become
+    a failed item: listed, not skipped."""
+    exts = IMAGE_EXTS | VIDEO_EXTS
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in exts)
+    found = []
+    for parent, dirs, names in os.walk(folder):  # links to folders are not followed (no loops)
+        found += [Path(parent) / n for n in names if Path(n).suffix.lower() in exts]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def open_source(spec: str, hasher: FileHasher | None, reading: Reading = Reading()) -> Source:
+    """An image, a video, a folder of both, `webcam` / `webcam:N`, or a stream URL."""
     spec = str(spec)
     if spec == "webcam" or spec.startswith("webcam:"):
         index = spec.partition(":")[2] or "0"
         if not index.isdigit():
             raise RunnerError(f"input={spec}: the webcam index must be a number, e.g. input=webcam:0")
-        return Webcam(int(index), max_frames)
+        return LiveFrames(int(index), reading)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        return LiveFrames(spec, reading)
     path = Path(spec).expanduser()
-    hint = "pass input=PATH to an image, a folder of images, a video file, or webcam[:N]"
+    hint = "pass input=PATH to an image, a video, a folder of them, webcam[:N] or a stream URL"
     if not path.exists():
         raise RunnerError(f"input {spec} does not exist: {hint}")
     if path.is_dir():
-        # every entry named like an image: one that cannot be read (a broken or
-        # looping link, no permission) becomes a failed item, listed, not skipped
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        if not images:
-            raise RunnerError(f"folder {spec} has no images ({', '.join(sorted(IMAGE_EXTS))}): {hint}")
-        return ImageFiles(images, path, max_pixels)
+        entries = list_folder(path, reading.recursive)
+        if not entries:
+            raise RunnerError(f"folder {spec} has no images or videos"
+                              f"{'' if reading.recursive else ' (recursive=true looks in sub-folders)'}: {hint}")
+        return Files(entries, path, hasher, reading)
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTS:
-        return VideoFrames(path, hasher, max_frames)
+        return VideoFrames(path, hasher, reading)
     if suffix in IMAGE_EXTS:
-        return ImageFiles([path], None, max_pixels)
+        return Files([path], None, hasher, reading)
     raise RunnerError(f"input {spec} is neither an image ({', '.join(sorted(IMAGE_EXTS))}) "
                       f"nor a video ({', '.join(sorted(VIDEO_EXTS))}): {hint}")
 

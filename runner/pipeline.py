@@ -20,11 +20,12 @@ from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
-from runner.inputs import Source, open_source, prefetch
+from runner.inputs import Reading, Source, open_source, prefetch
 from runner.models.loading import resolve_device, set_threads
 from runner.outputs import RunFolder
 from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts, record_dict
+from runner.tracking import DetectEvery
 from runner.versions import STACK, versions
 
 CHUNK_ITEMS = 16  # items that go through all steps together (bounded memory)
@@ -63,9 +64,7 @@ class RunContext:
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
         self.device = resolve_device(cfg.device)
-        self.steps = [str(s) for s in cfg.recipe.steps]
-        if cfg.eval.ann_file and "evaluate" not in self.steps:  # scoring is on whenever there is ground truth
-            self.steps.append("evaluate")
+        self.steps = steps(cfg)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
         self.checkpoints: dict[str, Checkpoint | None] = {}
@@ -84,6 +83,27 @@ class RunContext:
                 (entry.checkpoint, f"{role}.model.checkpoint")
             self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
         return self.checkpoints[role]
+
+
+def steps(cfg: DictConfig) -> list[str]:
+    """The recipe's steps, and those the config turns on: track and smooth
+    after pose (smoothing and per-track outputs need tracks), evaluate last."""
+    chosen = [str(s) for s in cfg.recipe.steps]
+    motion = bool(cfg.smooth.enabled or cfg.export.openpose or cfg.export.table or cfg.export.trc)
+    wanted = {"track": bool(cfg.track.enabled) or motion, "smooth": motion, "evaluate": bool(cfg.eval.ann_file)}
+    at = chosen.index("pose") + 1 if "pose" in chosen else len(chosen)
+    for step in ("track", "smooth"):
+        if wanted[step] and step not in chosen:
+            chosen.insert(at, step)
+            at += 1
+    if wanted["evaluate"] and "evaluate" not in chosen:
+        chosen.append("evaluate")
+    return chosen
+
+
+def reading(cfg: DictConfig) -> Reading:
+    return Reading(max_frames=cfg.max_frames, frame_stride=int(cfg.frame_stride), max_pixels=cfg.max_pixels,
+                   recursive=bool(cfg.recursive))
 
 
 def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
@@ -117,7 +137,6 @@ class Run:
         self.records: list[dict] = []
         self.failed: list[dict] = []
         self.empty: list[str] = []  # items where nothing was found (no whole-image fallback)
-        self.inputs: list[dict] = []
 
     def go(self) -> None:
         cfg = self.cfg
@@ -129,7 +148,7 @@ class Run:
         set_up: list[Stage] = []
         try:
             self.stages = [build_stage(ctx, step) for step in ctx.steps]
-            ctx.source = open_source(str(cfg.input), ctx.hasher, cfg.max_frames, cfg.max_pixels)
+            ctx.source = open_source(str(cfg.input), ctx.hasher, reading(cfg))
             for stage in self.stages:
                 stage.setup()
                 set_up.append(stage)
@@ -149,21 +168,40 @@ class Run:
                 for i, s in enumerate(self.stages) if s.name != "download"}
         try:
             items = prefetch(iter(source))
+            every = self._detect_every()
+            framewise = self.stages[:self.stages.index(self._pose) + 1] if every else []
             while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
                 records = [Record(item, error=item.error) for item in chunk]
+                for record in records if every else []:  # detect and pose frame by frame: each needs the last
+                    every.before(record)
+                    for stage in framewise:
+                        (stage.plan if self.ctx.dry_run else stage.run)([record])
+                    every.after(record)
                 for stage in self.stages:
-                    (stage.plan if self.ctx.dry_run else stage.run)(records)
+                    if stage not in framewise:
+                        (stage.plan if self.ctx.dry_run else stage.run)(records)
                     if stage.name in bars:
                         bars[stage.name].update(len(records))
                 for record in records:
-                    self._done(record, source.kind, parts)
+                    self._done(record, parts)
         finally:
             for bar in bars.values():
                 bar.close()
 
-    def _done(self, record: Record, kind: str, parts: dict) -> None:
-        if kind == "images":
-            self.inputs.append({"id": record.item.id, "sha256": record.item.content_key})
+    @property
+    def _pose(self) -> Stage:
+        return next(s for s in self.stages if s.name == "pose")
+
+    def _detect_every(self) -> DetectEvery | None:
+        """detect.every > 1 with a model detector: the frame-by-frame schedule."""
+        cfg = self.cfg
+        if int(cfg.detect.every) <= 1 or "detect" not in self.ctx.steps or "pose" not in self.ctx.steps:
+            return None
+        if family(str(cfg.detect.model.family)).estimator is None:
+            return None
+        return DetectEvery(int(cfg.detect.every), float(cfg.detect.every_kpt_thr), self.ctx.dry_run)
+
+    def _done(self, record: Record, parts: dict) -> None:
         if record.error:
             self.failed.append({"id": record.item.id, "error": record.error})
         elif record.boxes is not None and len(record.boxes) == 0:
@@ -188,7 +226,7 @@ class Run:
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},
-            "input": {**source.describe(), "items": self.inputs} if source else None,
+            "input": {**source.describe(), "items": source.inputs} if source else None,
             "stages": {s.name: s.stats.as_dict() for s in self.stages},
             "failed": self.failed,
             "empty": self.empty,

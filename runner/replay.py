@@ -37,18 +37,12 @@ def load_manifest(run_dir: Path) -> dict:
     return manifest
 
 
-def check_inputs(recorded: dict) -> None:
-    """The input is byte for byte what the run read."""
+def check_inputs(recorded: dict, cfg) -> None:
+    """The input is byte for byte what the run read: every file it lists (an
+    image, a video, a folder's images and videos), and no new one in a folder."""
     kind, where = recorded["kind"], Path(recorded["path"])
-    if kind == "webcam":
-        raise RunnerError("a webcam run cannot be replayed: its frames are gone")
-    if kind == "video":
-        if not where.is_file():
-            raise RunnerError(f"input video {where} is gone: replay needs the same input")
-        if (found := sha256_file(where)) != recorded["sha256"]:
-            raise RunnerError(f"input video {where} changed since the run (sha256 {recorded['sha256'][:12]} -> "
-                              f"{found[:12]})")
-        return
+    if kind == "live":
+        raise RunnerError(f"a run on {where} (webcam or stream) cannot be replayed: its frames are gone")
     folder = where.is_dir()
     names = {item["id"]: item["sha256"] for item in recorded["items"]}
     for name, sha in names.items():
@@ -59,9 +53,10 @@ def check_inputs(recorded: dict) -> None:
             raise RunnerError(f"input {path} changed since the run (sha256 {sha[:12]} -> {found[:12]})")
     if folder:
         from runner.inputs import open_source
-        now = set(open_source(str(where), None).names())
+        from runner.pipeline import reading
+        now = set(open_source(str(where), None, reading(cfg)).names())
         if added := sorted(now - set(names)):
-            raise RunnerError(f"input folder {where} has {len(added)} image(s) the run did not see "
+            raise RunnerError(f"input folder {where} has {len(added)} file(s) the run did not see "
                               f"(e.g. {added[0]}): replay needs the same input")
 
 
@@ -119,7 +114,7 @@ def replay(run_dir: Path, out_dir: Path, refresh: bool = False):
     manifest = load_manifest(run_dir)
     cfg = OmegaConf.create(manifest["config"])
     cfg.output.dir, cfg.cache.refresh, cfg.dry_run = str(out_dir), bool(refresh), False
-    check_inputs(manifest["input"])
+    check_inputs(manifest["input"], cfg)
     check_checkpoints(cfg, manifest.get("checkpoints") or {})
     result = execute(cfg, keep_records=False)
     return result, drift(run_dir, out_dir)

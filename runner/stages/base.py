@@ -33,6 +33,8 @@ class Record:
     box_scores: np.ndarray | None = None              # (M,)
     poses: list[dict | None] | None = None            # one per box; None where not known yet
     overlay: bytes | None = None                      # encoded overlay image
+    track_ids: list[int] | None = None                # one per box, within its video (track step)
+    box_source: str | None = None                     # "previous frame" (detect.every), "pending" (dry run)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -145,10 +147,14 @@ class CachedStage(Stage):
     def store(self) -> Store:
         return self.ctx.store
 
+    def waits(self, record: Record) -> bool:
+        """Whether a record this stage does not take yet is waiting for an upstream stage (dry runs)."""
+        return not self.accepts(record)
+
     def _units(self, records: list[Record]) -> list[Unit]:
         ok = [r for r in records if r.ok]
         ready = [r for r in ok if self.accepts(r)]
-        self.stats.blocked += len(ok) - len(ready)
+        self.stats.blocked += sum(1 for r in ok if r not in ready and self.waits(r))
         units = self.units(ready)
         self.stats.units += len(units)
         return units
@@ -270,7 +276,12 @@ class ModelStage(CachedStage):
         return str(self.entry.name)
 
     def accepts(self, record: Record) -> bool:
+        if self.name == "detect":  # detect.every: boxes made from the previous frame need no detector
+            return record.boxes is None and record.box_source != "pending"
         return self.family.unit == "image" or record.boxes is not None
+
+    def waits(self, record: Record) -> bool:
+        return record.box_source == "pending" if self.name == "detect" else not self.accepts(record)
 
     def units(self, records: list[Record]) -> list[Unit]:
         if self.family.unit == "image":

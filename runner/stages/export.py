@@ -25,7 +25,8 @@ def instances(record: Record, parts: dict | None = None) -> list[dict]:
     """The record's instances as JSON-ready dicts: keypoints, keypoint_scores,
     bbox (flat [x1, y1, x2, y2]), bbox_score, any extra per-family fields, and
     each named part of the keypoints (e.g. a whole body's face, hands) sliced
-    out of every per-keypoint field."""
+    out of every per-keypoint field; on videos, track_id (the track step) and
+    bbox_from ("previous frame": made from the last frame's keypoints, detect.every)."""
     out = []
     if record.boxes is None:
         return out
@@ -41,6 +42,10 @@ def instances(record: Record, parts: dict | None = None) -> list[dict]:
                 inst[part] = {n: v[start:stop].tolist() for n, v in per_keypoint.items()}
         inst["bbox"] = [float(v) for v in box]
         inst["bbox_score"] = float(record.box_scores[i])
+        if record.track_ids is not None:
+            inst["track_id"] = int(record.track_ids[i])
+        if record.box_source == "previous frame":
+            inst["bbox_from"] = record.box_source
         out.append(inst)
     return out
 

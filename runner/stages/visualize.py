@@ -3,6 +3,8 @@ skeleton and colours). Overlays are cache entries too, keyed by the image, the
 instances drawn and the drawing parameters: a re-run only copies them."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import cv2
@@ -12,14 +14,32 @@ from runner.stages.base import CachedStage, Record, Unit
 
 
 def drawn(record: Record) -> dict:
-    """What an overlay shows, as plain data: the boxes and every instance's
-    fields (InterNet's include strings and a dict of flags)."""
-    return {"boxes": record.boxes, "box_scores": record.box_scores, "poses": record.poses or []}
+    """What an overlay shows, as plain data: the boxes, their track ids and
+    every instance's fields (InterNet's include strings and a dict of flags)."""
+    return {"boxes": record.boxes, "box_scores": record.box_scores, "poses": record.poses or [],
+            "tracks": record.track_ids}
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A distinct, stable BGR colour per track id (golden-ratio hues)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
+    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def draw_tracks(image: np.ndarray, record: Record) -> np.ndarray:
+    """Each tracked person's box and id in the track's colour."""
+    for box, track_id in zip(record.boxes, record.track_ids):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        colour = track_colour(track_id)
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(image, f"#{track_id}", (x1 + 3, max(y1 - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2,
+                    cv2.LINE_AA)
+    return image
 
 
 class Visualize(CachedStage):
     name = "visualize"
-    code_version = 2  # 2: the 3D plot's axis limit grows to fit every joint
+    code_version = 3  # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours
     batch_size = 8
     libs = ("mmpose", "mmengine", "cv2", "numpy", "matplotlib")
 
@@ -31,6 +51,7 @@ class Visualize(CachedStage):
         self.pose_config = str(self.ctx.cfg.pose.model.config) if "pose" in self.ctx.steps else None
         self._visualizer = None
         self.writers: dict[str, cv2.VideoWriter] = {}
+        self.preview: bool | None = None  # show=true: decided at the first frame
 
     def key_parts(self) -> dict:
         from runner.models.loading import config_digest
@@ -70,7 +91,8 @@ class Visualize(CachedStage):
         if record.poses:
             flat.keypoints = np.stack([p["keypoints"][..., :2] for p in record.poses])
             flat.keypoint_scores = np.stack([p["keypoint_scores"] for p in record.poses])
-        options = dict(draw_gt=False, draw_bbox=self.params["draw_bbox"],
+        tracked = record.track_ids is not None  # the track boxes, in their colours, replace MMPose's
+        options = dict(draw_gt=False, draw_bbox=self.params["draw_bbox"] and not tracked,
                        kpt_thr=self.params["kpt_thr"], show=False)
         if record.poses and "keypoints_3d" in record.poses[0]:
             # InterNet: the 2D projection on the image beside a 3D plot (mm), as
@@ -88,7 +110,8 @@ class Visualize(CachedStage):
         self.visualizer.add_datasample(
             "overlay", image, data_sample=PoseDataSample(pred_instances=flat),
             draw_heatmap=False, **options)
-        return cv2.cvtColor(self.visualizer.get_image(), cv2.COLOR_RGB2BGR)
+        drawing = cv2.cvtColor(self.visualizer.get_image(), cv2.COLOR_RGB2BGR)
+        return draw_tracks(drawing, record) if tracked else drawing
 
     def _image_and_3d_plot(self, image: np.ndarray, flat, solid, limit: float) -> np.ndarray:
         """Pose3dLocalVisualizer.add_datasample's layout, drawn with its own
@@ -133,14 +156,33 @@ class Visualize(CachedStage):
                 self._video_frame(record)
         self.stats.seconds += time.perf_counter() - start
 
+    def _show(self, name: str, frame: np.ndarray) -> None:
+        """show=true: the overlay in a window, when there is a display to show it on."""
+        if self.preview is None:
+            self.preview = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or \
+                sys.platform in ("darwin", "win32")
+            if not self.preview:
+                print("show=true: no display here (DISPLAY is not set), so no preview window; results are still "
+                      "written", file=sys.stderr)
+        if self.preview:
+            try:
+                cv2.imshow(f"pose-runner: {name}", frame)
+                cv2.waitKey(1)
+            except cv2.error as err:
+                self.preview = False
+                print(f"show=true: OpenCV cannot open a window ({str(err).strip().splitlines()[-1]}); results are "
+                      "still written", file=sys.stderr)
+
     def _video_frame(self, record: Record) -> None:
         frame = cv2.imdecode(np.frombuffer(record.overlay, np.uint8), cv2.IMREAD_COLOR)
+        if self.ctx.cfg.show:
+            self._show(record.item.name, frame)
         name = record.item.name
         writer = self.writers.get(name)
         if writer is None:
             path = self.ctx.outputs.path("overlays", name, "mp4")
             fourcc = cv2.VideoWriter_fourcc(*str(self.ctx.cfg.output.video_fourcc))
-            writer = cv2.VideoWriter(str(path), fourcc, self.ctx.source.fps, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(str(path), fourcc, record.item.fps, (frame.shape[1], frame.shape[0]))
             self.writers[name] = writer
         writer.write(frame)
 
@@ -148,3 +190,5 @@ class Visualize(CachedStage):
         for writer in self.writers.values():
             writer.release()
         self.writers.clear()
+        if self.preview:
+            cv2.destroyAllWindows()

@@ -64,8 +64,8 @@ def fault_server(served_dir):
 def small_models(make_checkpoint):
     """Overrides for RTMDet-nano + RTMPose-t from local files."""
     det, pose = make_checkpoint("rtmdet_nano_person")[0], make_checkpoint("rtmpose_t")[0]
-    return ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", f"detect.model.checkpoint={det}",
-            f"pose.model.checkpoint={pose}"]
+    return ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", f"+download.checkpoints.rtmdet_nano_person={det}",
+            f"+download.checkpoints.rtmpose_t={pose}"]
 
 
 def cli(*args, env: dict | None = None, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:

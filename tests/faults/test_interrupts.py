@@ -74,3 +74,42 @@ def test_replay_is_identical_and_names_what_changed(small_models, tmp_path):
     cv2.imwrite(str(edited), image)
     line = one_line(replay("--out", str(tmp_path / "replayed2")))
     assert f"input {edited} changed since the run (sha256" in line
+
+
+def test_a_video_killed_half_way_resumes_to_the_bytes_of_an_uninterrupted_run(small_models, tmp_path):
+    """Every per-video output (overlay video, MMPose JSON, table, OpenPose, TRC)
+    after SIGKILL and a re-run, against one uninterrupted run."""
+    capture, frames = cv2.VideoCapture(str(ROOT.parent / "shared" / "data" / "video" / "demo.mp4")), []
+    while (got := capture.read())[0]:
+        frames.append(got[1])
+    clip = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, frames[0].shape[1::-1])
+    for i in range(16):
+        writer.write(frames[i % len(frames)])
+    writer.release()
+    args = [f"input={clip}", *small_models, "detect.batch_size=1", "pose.batch_size=1", "detect.bbox_thr=0.3",
+            "detect.every=4", "detect.every_kpt_thr=0", "smooth.enabled=true", "smooth.kpt_thr=0",
+            "export.openpose=true", "export.table=csv", "export.trc=true"]
+    whole = cli(*args, f"cache.dir={tmp_path / 'whole-cache'}", f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    cache = tmp_path / "cache"
+    run = start(*args, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'killed'}")
+    assert wait_for(lambda: pose_entries(cache) >= 30 or run.poll() is not None)
+    kill(run, signal.SIGKILL)
+    resumed = cli(*args, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    stages = json.loads((tmp_path / "resumed" / "manifest.json").read_text())["stages"]
+    assert 0 < stages["pose"]["cache_hits"] < stages["pose"]["units"]  # it was interrupted, and resumed
+    files = run_folder_files(tmp_path / "resumed")
+    assert files == run_folder_files(tmp_path / "whole")
+    assert {"overlays/walk.mp4", "predictions/walk.mp4.json", "tables/walk.mp4.csv"} <= set(files)
+
+
+def test_show_without_a_display_says_so_and_writes_everything(small_models, tmp_path):
+    video = ROOT.parent / "shared" / "data" / "video" / "demo.mp4"
+    done = cli(f"input={video}", *small_models, "detect/model=whole_image", "show=true", "max_frames=2",
+               f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+               env={"DISPLAY": "", "WAYLAND_DISPLAY": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("show=true: no display here") == 1
+    assert (tmp_path / "run" / "overlays" / "demo.mp4").is_file()

@@ -1,0 +1,107 @@
+"""Following people across frames: boxes derived from the previous frame's
+keypoints (detect.every: the detector runs on one frame in N, as rtmlib's
+PoseTracker does), and track ids (one per person, kept through crossings and
+short occlusions).
+
+The tracker matches each frame's boxes to the tracks' predicted boxes by IoU,
+solved as an assignment problem (scipy's linear_sum_assignment). A track's box
+is predicted at constant velocity, so two people who cross keep their ids; a
+track unmatched for more than max_lost frames is dropped."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner.boxes import from_keypoints, iou
+
+
+def boxes_from_poses(poses: list[dict], kpt_thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Next frame's boxes from this frame's poses, scored by the mean
+    confidence of the keypoints they were made from."""
+    boxes, scores = [], []
+    for pose in poses:
+        box = from_keypoints(pose["keypoints"][..., :2], pose["keypoint_scores"], kpt_thr)
+        if box is not None:
+            boxes.append(box)
+            scores.append(float(pose["keypoint_scores"][pose["keypoint_scores"] >= kpt_thr].mean()))
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32)
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    velocity: np.ndarray  # box change per frame
+    lost: int = 0
+
+    def predicted(self) -> np.ndarray:
+        return self.box + self.velocity * (self.lost + 1)
+
+
+class Tracker:
+    def __init__(self, iou_thr: float = 0.3, max_lost: int = 30):
+        self.iou_thr, self.max_lost = iou_thr, max_lost
+        self.tracks: list[Track] = []
+        self.next_id = 0
+
+    def update(self, boxes: np.ndarray) -> list[int]:
+        """The track id of each of this frame's boxes (N, 4)."""
+        from scipy.optimize import linear_sum_assignment
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        ids: list[int | None] = [None] * len(boxes)
+        matched: set[int] = set()
+        if self.tracks and len(boxes):
+            overlap = iou(np.array([t.predicted() for t in self.tracks]), boxes)
+            for t, b in zip(*linear_sum_assignment(-overlap)):
+                if overlap[t, b] >= self.iou_thr:
+                    track = self.tracks[t]
+                    track.velocity = (boxes[b] - track.box) / (track.lost + 1)
+                    track.box, track.lost = boxes[b], 0
+                    ids[b] = track.id
+                    matched.add(t)
+        for t, track in enumerate(self.tracks):
+            if t not in matched:
+                track.lost += 1
+        self.tracks = [t for t in self.tracks if t.lost <= self.max_lost]
+        for b, found in enumerate(ids):
+            if found is None:
+                self.tracks.append(Track(self.next_id, boxes[b], np.zeros(4)))
+                ids[b] = self.next_id
+                self.next_id += 1
+        return ids
+
+
+class DetectEvery:
+    """detect.every=N on a video: the detector runs on one frame in N, and on
+    any frame whose previous frame has no pose to follow; between, each
+    person's box is made from their keypoints in the previous frame. Frames go
+    through detect and pose one at a time (each needs the one before)."""
+
+    def __init__(self, every: int, kpt_thr: float, dry_run: bool = False):
+        self.every, self.kpt_thr, self.dry_run = every, kpt_thr, dry_run
+        self.video, self.count, self.previous = None, 0, None
+
+    def before(self, record) -> None:
+        """Give a frame that is not due for the detector its boxes."""
+        item = record.item
+        if item.frame_index is None or not record.ok:
+            self.video, self.previous = None, None
+            return
+        if item.name != self.video:
+            self.video, self.count, self.previous = item.name, 0, None
+        due = self.count % self.every == 0
+        self.count += 1
+        if due:
+            return
+        if self.previous is None:
+            if self.dry_run and self.count > 1:  # the previous frame's poses are not computed yet
+                record.box_source = "pending"
+            return
+        boxes, scores = boxes_from_poses(self.previous, self.kpt_thr)
+        if len(boxes):  # else nobody to follow: the detector runs
+            record.boxes, record.box_scores, record.box_source = boxes, scores, "previous frame"
+
+    def after(self, record) -> None:
+        known = record.ok and record.item.frame_index is not None and record.poses_known()
+        self.previous = [p for p in record.poses or []] if known else None
