@@ -25,6 +25,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     or the evaluation's main one) for a sweeper that optimises (Optuna)."""
     from runner.pipeline import execute, summary
 
+    silence_library_noise()  # again: a launcher may run this job in a process of its own (Ray, Slurm)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = execute(cfg, keep_records=False)

@@ -127,6 +127,10 @@ VALUE_CHECKS = {
     "smooth.kpt_thr": (_fraction, "a number between 0 and 1"),
     "smooth.max_gap": (_whole(0), "a whole number of frames, 0 or more"),
     "export.table": (lambda v: v in (None, "csv", "parquet"), "csv, parquet or null"),
+    "shard.count": (_whole(1), "a positive whole number"),
+    "shard.index": (_whole(0), "a whole number from 0 to shard.count - 1"),
+    "cache.lock": (lambda v: v in ("auto", "os", "create"), "auto, os or create"),
+    "cache.lock_stale_s": (_positive, "a positive number of seconds"),
     "backend.name": (lambda v: v in ("auto", "pytorch", "onnxruntime"), "auto, pytorch or onnxruntime"),
     "device.type": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
     "pose.camera.focal": (_numbers(2), "[fx, fy] in pixels, or null"),
@@ -151,6 +155,9 @@ def check_values(cfg: DictConfig) -> None:
             continue
         if not good(value):
             raise RunnerError(f"{key}={value} is not {what}")
+    if int(cfg.shard.index) >= int(cfg.shard.count):
+        raise RunnerError(f"shard.index={cfg.shard.index} is not below shard.count={cfg.shard.count}: shards are "
+                          "numbered from 0")
     entry = cfg.detect.model
     if "detect" in cfg.recipe.steps and entry.family == "from_file" and \
             (OmegaConf.is_missing(entry, "path") or entry.path is None):

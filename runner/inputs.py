@@ -43,6 +43,7 @@ class Item:
     content_key: str             # sha256 hex of what the pixels are decoded from
     frame_index: int | None = None  # the frame's index in its video (with frame_stride: every Nth)
     fps: float | None = None        # frames per second of what is kept of its video
+    video_key: str | None = None    # a video frame's video: its content hash
     data: bytes | None = field(default=None, repr=False)      # encoded image file
     error: str | None = None     # why it could not be read, if it could not
     _image: np.ndarray | None = field(default=None, repr=False)
@@ -90,13 +91,9 @@ class Reading:
 
 
 class Source:
-    """An ordered stream of items. `inputs` lists what was read, by name and
-    content hash, as it is read (the manifest's, and replay's, record)."""
+    """An ordered stream of items."""
     kind: str = ""
     name: str = ""
-
-    def __init__(self):
-        self.inputs: list[dict] = []
 
     def __iter__(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -127,7 +124,6 @@ class Files(Source):
     kind = "files"
 
     def __init__(self, paths: list[Path], root: Path | None, hasher: FileHasher | None, reading: Reading):
-        super().__init__()
         self.paths, self.root, self.hasher, self.reading = paths, root, hasher, reading
         self.name = str(root if root is not None else paths[0])
 
@@ -152,11 +148,10 @@ class Files(Source):
             return Item(id=name, name=name, source=str(path), content_key="",
                         error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
         key = sha256_bytes(data)
-        self.inputs.append({"id": name, "sha256": key})
         limit = self.reading.max_pixels
         pixels = declared_pixels(data) if limit else None
         if pixels is not None and pixels > limit:
-            return Item(id=name, name=name, source=str(path), content_key="",
+            return Item(id=name, name=name, source=str(path), content_key=key,
                         error=f"image {path} declares {pixels:,} pixels, over max_pixels={limit:,}: "
                               "not decoded; shrink it, or raise max_pixels if it is real")
         return Item(id=name, name=name, source=str(path), content_key=key, data=data)
@@ -167,7 +162,6 @@ class Files(Source):
         except RunnerError as err:  # one bad video in a folder: a failed item, the rest goes on
             yield Item(id=name, name=name, source=str(path), content_key="", error=str(err))
             return
-        self.inputs.append({"id": name, "sha256": video.video_key})
         yield from video
 
 
@@ -175,7 +169,6 @@ class VideoFrames(Source):
     kind = "video"
 
     def __init__(self, path: Path, hasher: FileHasher, reading: Reading, name: str | None = None):
-        super().__init__()
         self.path, self.reading = path, reading
         self.name, self.item_name = str(path), name or path.name
         try:
@@ -189,7 +182,6 @@ class VideoFrames(Source):
         self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / reading.frame_stride
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         cap.release()
-        self.inputs.append({"id": self.item_name, "sha256": self.video_key})
 
     def __len__(self) -> int:
         n = -(-self.frame_count // self.reading.frame_stride)
@@ -202,7 +194,7 @@ class VideoFrames(Source):
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
             decoded += 1
             yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=str(self.path),
-                       content_key=key, frame_index=index, fps=self.fps, _image=frame)
+                       content_key=key, frame_index=index, fps=self.fps, video_key=self.video_key, _image=frame)
         if not decoded and self.reading.max_frames != 0:
             yield Item(id=self.item_name, name=self.item_name, source=str(self.path), content_key="",
                        error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
@@ -242,7 +234,6 @@ class LiveFrames(Source):
     kind = "live"
 
     def __init__(self, target: int | str, reading: Reading):
-        super().__init__()
         self.target, self.reading = target, reading
         if isinstance(target, int):
             self.name, self.item_name = f"webcam:{target}", f"webcam{target}"
@@ -265,7 +256,6 @@ class LiveFrames(Source):
             raise RunnerError(f"cannot open stream {self.target}: OpenCV could not connect or decode it; "
                               "check the URL (and that the stream is live) and re-run")
         self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / self.reading.frame_stride
-        self.inputs.append({"id": self.item_name, "sha256": ""})
         for index, frame in read_frames(cap, self.reading):
             yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=self.name,
                        content_key=sha256_bytes(frame.tobytes()), frame_index=index, fps=self.fps, _image=frame)

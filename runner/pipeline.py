@@ -23,6 +23,7 @@ from runner.hashing import FileHasher
 from runner.inputs import Reading, Source, open_source, prefetch
 from runner.models.loading import resolve_device, set_threads
 from runner.outputs import RunFolder
+from runner.shards import in_shard
 from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts, record_dict
 from runner.tracking import DetectEvery
@@ -59,6 +60,8 @@ class RunContext:
         cache_dir = Path(str(cfg.cache.dir)).expanduser()
         if cache_dir.exists() and not cache_dir.is_dir():
             raise RunnerError(f"cache.dir={cache_dir} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
+        atomic.set_lock_kind(str(cfg.cache.lock))
+        atomic.CreateLock.STALE_S = float(cfg.cache.lock_stale_s)
         self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
         self.hasher = FileHasher(cache_dir / "memo")
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
@@ -137,6 +140,7 @@ class Run:
         self.records: list[dict] = []
         self.failed: list[dict] = []
         self.empty: list[str] = []  # items where nothing was found (no whole-image fallback)
+        self.inputs: dict[str, str] = {}  # input name -> sha256 of what was read (the manifest's, and replay's, record)
 
     def go(self) -> None:
         cfg = self.cfg
@@ -167,7 +171,7 @@ class Run:
                              position=i, dynamic_ncols=True, disable=None)
                 for i, s in enumerate(self.stages) if s.name != "download"}
         try:
-            items = prefetch(iter(source))
+            items = prefetch(item for item in source if in_shard(self.cfg, item))
             every = self._detect_every()
             framewise = self.stages[:self.stages.index(self._pose) + 1] if every else []
             while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
@@ -199,9 +203,13 @@ class Run:
             return None
         if family(str(cfg.detect.model.family)).estimator is None:
             return None
-        return DetectEvery(int(cfg.detect.every), float(cfg.detect.every_kpt_thr), self.ctx.dry_run)
+        return DetectEvery(int(cfg.detect.every), float(cfg.detect.every_kpt_thr), int(cfg.frame_stride),
+                           self.ctx.dry_run)
 
     def _done(self, record: Record, parts: dict) -> None:
+        item = record.item
+        if item.name not in self.inputs and (item.video_key or item.content_key or item.frame_index is not None):
+            self.inputs[item.name] = item.video_key or ("" if item.frame_index is not None else item.content_key)
         if record.error:
             self.failed.append({"id": record.item.id, "error": record.error})
         elif record.boxes is not None and len(record.boxes) == 0:
@@ -226,7 +234,8 @@ class Run:
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},
-            "input": {**source.describe(), "items": source.inputs} if source else None,
+            "input": {**source.describe(), "items": [{"id": k, "sha256": v} for k, v in self.inputs.items()]}
+            if source else None,
             "stages": {s.name: s.stats.as_dict() for s in self.stages},
             "failed": self.failed,
             "empty": self.empty,

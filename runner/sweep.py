@@ -37,9 +37,9 @@ class Outcome:
 
 
 def collect(sweep_dir: Path) -> Outcome:
-    """Every job folder under `sweep_dir` (one Hydra made: it holds .hydra/),
-    in job order, with its manifest."""
-    folders = sorted({p.parent.parent for p in Path(sweep_dir).glob("**/.hydra/config.yaml")},
+    """Every job folder of `sweep_dir` (a sub-folder Hydra made: it holds
+    .hydra/), in job order, with its manifest."""
+    folders = sorted({p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/config.yaml")},
                      key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(sweep_dir).parts])
     jobs = []
     for folder in folders:
@@ -54,6 +54,7 @@ def collect(sweep_dir: Path) -> Outcome:
 class SweepCallback(Callback):
     """Runs in the process that launched the sweep, after every job ended."""
     last: Outcome | None = None
+    merge_failed = False
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from runner import report
@@ -68,9 +69,26 @@ class SweepCallback(Callback):
         if bad:
             print(f"{len(bad)} of {len(outcome.jobs)} job(s) not ok: " + ", ".join(
                 f"{job.folder.name} ({job.status})" for job in bad))
+        self._merge_shards(outcome)
+
+    def _merge_shards(self, outcome: Outcome) -> None:
+        """A sweep of shards ends with their merged run folder."""
+        from runner import merge
+        from runner.errors import RunnerError
+        groups = merge.sharded_groups(outcome)
+        for n, group in enumerate(groups):
+            out = outcome.folder / ("merged" if len(groups) == 1 else f"merged-{n}")
+            try:
+                _, manifest = merge.merge_group(group, out)
+            except RunnerError as err:
+                print(f"error: {err}")
+                SweepCallback.merge_failed = True
+                continue
+            print(merge.describe(out, manifest))
+            SweepCallback.merge_failed |= bool(manifest["incomplete_shards"] or manifest["status"] != "ok")
 
 
 def exit_status() -> int:
-    """1 if the last sweep of this process had a job that was not ok."""
+    """1 if the last sweep of this process had a job that was not ok (or its shards did not merge)."""
     outcome = SweepCallback.last
-    return 0 if outcome is None or outcome.ok else 1
+    return 0 if outcome is None or (outcome.ok and not SweepCallback.merge_failed) else 1

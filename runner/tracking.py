@@ -78,24 +78,24 @@ class DetectEvery:
     person's box is made from their keypoints in the previous frame. Frames go
     through detect and pose one at a time (each needs the one before)."""
 
-    def __init__(self, every: int, kpt_thr: float, dry_run: bool = False):
-        self.every, self.kpt_thr, self.dry_run = every, kpt_thr, dry_run
-        self.video, self.count, self.previous = None, 0, None
+    def __init__(self, every: int, kpt_thr: float, frame_stride: int = 1, dry_run: bool = False):
+        self.every, self.kpt_thr, self.stride, self.dry_run = every, kpt_thr, frame_stride, dry_run
+        self.last: tuple[str, int] | None = None  # (video, frame index) the previous poses are of
+        self.previous = None
+
+    def position(self, frame_index: int) -> int:
+        """The frame's place among the video's kept frames (frame_stride)."""
+        return frame_index // self.stride
 
     def before(self, record) -> None:
-        """Give a frame that is not due for the detector its boxes."""
+        """Give a frame that is not due for the detector its boxes. Due: every
+        N-th kept frame of its video, so a sharded run detects on the same frames."""
         item = record.item
-        if item.frame_index is None or not record.ok:
-            self.video, self.previous = None, None
+        if item.frame_index is None or not record.ok or self.position(item.frame_index) % self.every == 0:
             return
-        if item.name != self.video:
-            self.video, self.count, self.previous = item.name, 0, None
-        due = self.count % self.every == 0
-        self.count += 1
-        if due:
-            return
-        if self.previous is None:
-            if self.dry_run and self.count > 1:  # the previous frame's poses are not computed yet
+        follows = self.last == (item.name, item.frame_index - self.stride)
+        if not follows or self.previous is None:
+            if self.dry_run and follows:  # the previous frame's poses are not computed yet
                 record.box_source = "pending"
             return
         boxes, scores = boxes_from_poses(self.previous, self.kpt_thr)
@@ -103,5 +103,11 @@ class DetectEvery:
             record.boxes, record.box_scores, record.box_source = boxes, scores, "previous frame"
 
     def after(self, record) -> None:
-        known = record.ok and record.item.frame_index is not None and record.poses_known()
+        item = record.item
+        known = record.ok and item.frame_index is not None and record.poses_known()
+        self.last = (item.name, item.frame_index) if item.frame_index is not None else None
         self.previous = [p for p in record.poses or []] if known else None
+
+    def block(self, frame_index: int) -> int:
+        """The run of N frames (from a detection on) a frame belongs to: shards keep them together."""
+        return self.position(frame_index) // self.every

@@ -208,7 +208,16 @@ class CachedStage(Stage):
                 lock.release()
         return waiting
 
+    def may_compute(self) -> bool:
+        """Whether misses may be computed (cache.no_models: a merge reads only)."""
+        return True
+
     def _compute_batch(self, indices: list[int], units, keys, results) -> None:
+        if not self.may_compute():
+            for i in indices:
+                units[i].record.error = (f"{self.name} result not in the cache, and cache.no_models=true: the job "
+                                         "meant to compute it did not finish; run it again")
+            return
         self._decode([units[i].record for i in indices])
         indices = [i for i in indices if units[i].record.ok]
         if not indices:
@@ -302,6 +311,9 @@ class ModelStage(CachedStage):
 
     def ready(self) -> str | None:
         return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
+
+    def may_compute(self) -> bool:
+        return not self.ctx.cfg.cache.no_models
 
     @property
     def estimator(self):

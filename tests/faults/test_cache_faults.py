@@ -66,9 +66,11 @@ def test_cache_dir_that_is_a_file_is_one_line(small_models, tmp_path):
     assert "cache.dir=" in line and "is a file: point cache.dir" in line
 
 
-def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_path):
+@pytest.mark.parametrize("lock", ["auto", "create"])  # create: the lock network filesystems get
+def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_path, lock):
     folder = folder_of(tmp_path, "photos", good=4)
-    args = [f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", "detect.batch_size=1"]
+    args = [f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", "detect.batch_size=1",
+            f"cache.lock={lock}"]
     runs = [subprocess.Popen([sys.executable, "-m", "runner", *args, f"hydra.run.dir={tmp_path / str(n)}"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in range(2)]
     for run in runs:
@@ -77,6 +79,8 @@ def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_pa
     assert sum(m["stages"]["detect"]["computed"] for m in manifests) == 4
     boxes = manifests[0]["stages"]["pose"]["units"]
     assert sum(m["stages"]["pose"]["computed"] for m in manifests) == boxes > 0
+    if lock == "create":
+        assert not list((tmp_path / "cache").rglob("*.lock"))  # lock files go with their release
 
 
 def test_a_flipped_cache_entry_is_recomputed(small_models, tmp_path, forwards):
