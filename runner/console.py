@@ -27,6 +27,8 @@ def silence_library_noise() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     # matplotlib announces its font cache at INFO, which Hydra's console shows
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    # NNCF imports torch.utils.cpp_extension, which warns that a CPU-only machine has no CUDA
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def keep_library_files_in(cache_dir: Path) -> None:

@@ -110,6 +110,16 @@ def check_opencv() -> Result:
     return Result("ok", "OpenCV", cv2.__version__)
 
 
+def check_backends() -> Result:
+    """What backend=auto picks here, and which reduced precisions this CPU runs natively."""
+    import onnxruntime
+    import openvino
+    from runner.backends.openvino import capabilities
+    native = [p for p, flag in (("bf16", "BF16"), ("f16", "FP16")) if flag in capabilities()]
+    return Result("ok", "backends", f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__.split('-')[0]}; "
+                  f"backend.precision this CPU runs: f32, int8{''.join(', ' + p for p in native)}")
+
+
 def check_safe_load() -> Result:
     """A checkpoint with numpy arrays in its meta loads with weights_only on."""
     import numpy as np
@@ -177,7 +187,7 @@ KNOWN_FIXES: list[tuple[str, str]] = [
 
 CHECKS: list[Callable[[], Result]] = [
     check_python, check_torch, check_torchvision, check_mmcv, check_mmcv_ops, check_mmengine,
-    check_mmdet, check_mmpose, check_xtcocotools, check_numpy, check_opencv, check_safe_load,
+    check_mmdet, check_mmpose, check_xtcocotools, check_numpy, check_opencv, check_backends, check_safe_load,
     check_cache_dir, check_checkpoint_host,
 ]
 

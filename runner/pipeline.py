@@ -21,7 +21,7 @@ from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
 from runner.inputs import Reading, Source, open_source, prefetch
-from runner.models.loading import resolve_device, set_threads
+from runner.models.loading import choose_backend, resolve_device, set_threads
 from runner.outputs import RunFolder
 from runner.shards import in_shard
 from runner.stages.base import Record, Stage
@@ -67,6 +67,7 @@ class RunContext:
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
         self.device = resolve_device(cfg.device)
+        self.backend = choose_backend(cfg.backend, self.device)
         self.steps = steps(cfg)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
@@ -231,6 +232,7 @@ class Run:
             "config": OmegaConf.to_container(cfg, resolve=True),
             "versions": {**versions(*STACK), "python": platform.python_version()},
             "device": ctx.device if ctx else None,
+            "backend": ctx.backend.describe() if ctx else None,
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},

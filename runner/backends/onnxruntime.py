@@ -1,103 +1,13 @@
-"""ONNX Runtime for the network part of an MMDetection / MMPose model.
-
-The loaded PyTorch model is exported by torch.onnx (no MMDeploy) from its
-`_forward` (backbone, neck and head.forward: tensors in, tensors out). At run
-time the model object stays MMPose's / MMDetection's own: only `extract_feat`
-(now the whole ONNX graph) and the head's `forward` (now a pass-through) are
-swapped, so the data preprocessor, flip test, decoding and any post-network
-modules (RTMO's DCC) run exactly as with the PyTorch backend.
-
-Exports are cached by checkpoint sha256 + config digest + export settings,
-written atomically under a lock; the output structure (nested lists of
-tensors) and the export's sha256 are saved as JSON beside the .onnx, never
-pickled. An export is checked against its sha256 before every use and made
-again when it is damaged or altered; where backend.dir cannot be written, it
-is made in a scratch folder for this process."""
+"""ONNX Runtime (CPU provider) for the network part of a model, on the
+runner's own verified ONNX export (runner/backends/export.py)."""
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
-import os
-import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from runner import atomic
-from runner.hashing import digest, sha256_file
-from runner.versions import versions
 
-log = logging.getLogger(__name__)
-OPSET = 17
-
-
-# -- output structure (nested tuples/lists of tensors) <-> flat list ------------
-def flatten(value, out: list) -> object:
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-        return len(out) - 1
-    if isinstance(value, (list, tuple)):
-        return [flatten(v, out) for v in value]
-    raise TypeError(f"cannot export an output of type {type(value).__name__}")
-
-
-def unflatten(structure, flat: list):
-    if isinstance(structure, int):
-        return flat[structure]
-    return tuple(unflatten(s, flat) for s in structure)
-
-
-class _Network(torch.nn.Module):
-    """model._forward with a flat tuple of outputs (what ONNX needs)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.structure = None
-
-    def forward(self, inputs):
-        flat: list = []
-        self.structure = flatten(self.model._forward(inputs), flat)
-        return tuple(flat)
-
-
-def export_settings(input_shape: tuple[int, ...]) -> dict:
-    return {"opset": OPSET, "input": list(input_shape[1:]), "dynamic": ["batch", "height", "width"],
-            "libs": versions("torch", "mmcv", "mmdet", "mmpose", "onnx")}
-
-
-def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
-    """Export to `path` (atomically) and write its structure file beside it."""
-    neck = getattr(model, "neck", None)
-    if hasattr(neck, "switch_to_deploy"):  # RTMO's encoder: positional encodings as constants
-        neck.switch_to_deploy(model.test_cfg)
-    network = _Network(model).eval()
-    dummy = torch.zeros(input_shape, device=next(model.parameters()).device)
-    with torch.no_grad():
-        count = len(network(dummy))
-    names = [f"out{i}" for i in range(count)]
-    with atomic.atomic_path(path) as tmp, torch.no_grad():
-        torch.onnx.export(network, (dummy,), str(tmp), input_names=["input"], output_names=names,
-                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                        **{n: {0: "batch"} for n in names}},
-                          opset_version=OPSET, dynamo=False)
-        atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names,
-                                                      "sha256": sha256_file(tmp)})
-
-
-def damage(path: Path) -> str | None:
-    """Why the export at `path` cannot be used (None: it is whole and unaltered)."""
-    if not path.exists() and not path.with_suffix(".json").exists():
-        return "missing"
-    try:
-        recorded = json.loads(path.with_suffix(".json").read_text())["sha256"]
-        found = sha256_file(path)
-    except (OSError, ValueError, KeyError) as err:
-        return f"unreadable ({type(err).__name__})"
-    return None if found == recorded else f"sha256 {found[:12]} is not the recorded {recorded[:12]}"
+from runner.backends.export import record, unflatten
 
 
 class OrtNetwork:
@@ -112,56 +22,9 @@ class OrtNetwork:
         ort.disable_telemetry_events()
         ort.set_default_logger_severity(3)  # errors only: its warnings (e.g. telemetry) are not the user's business
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.structure = json.loads(path.with_suffix(".json").read_text())["structure"]
+        self.structure = record(path)["structure"]
 
     def __call__(self, inputs: torch.Tensor):
         outputs = self.session.run(None, {"input": inputs.detach().cpu().numpy().astype(np.float32)})
         flat = [torch.from_numpy(o).to(inputs.device) for o in outputs]
         return unflatten(self.structure, flat)
-
-
-class _Computed:
-    """What the swapped extract_feat hands to the head: the network's outputs."""
-
-    def __init__(self, outputs):
-        self.outputs = outputs
-
-
-def use_onnxruntime(model, network: OrtNetwork):
-    """Swap the network part of `model` (in place) for `network`."""
-    head = getattr(model, "head", None) or model.bbox_head
-    model.extract_feat = lambda inputs: _Computed(network(inputs))
-    head.forward = lambda feats, *args, **kwargs: feats.outputs
-    return model
-
-
-def onnx_model(model, key: dict, folder: Path, input_shape: tuple[int, ...], threads: int):
-    """`model` running its network in ONNX Runtime, exporting it first unless a
-    whole export for the same checkpoint, config and settings is in `folder`."""
-    name = f"{key['name']}-{digest({**key, **export_settings(input_shape)})[:16]}.onnx"
-    path = folder / name
-    if damage(path) is not None:
-        if not atomic.writable(folder):
-            path = scratch_folder(folder) / name
-        with atomic.locked(str(path) + ".lock", f"exporting {path.name}"):
-            why = damage(path)
-            if why is not None:
-                if why != "missing":
-                    log.warning("ONNX export %s is %s: exporting it again", path, why)
-                export(model, path, input_shape)
-    with contextlib.suppress(OSError):  # last use, for `cache gc` (read-only: not recorded)
-        os.utime(path)
-    return use_onnxruntime(model, OrtNetwork(path, threads))
-
-
-_scratch: dict[Path, Path] = {}
-
-
-def scratch_folder(folder: Path) -> Path:
-    """A folder for this process's exports when `folder` cannot be written."""
-    if folder not in _scratch:
-        _scratch[folder] = Path(tempfile.mkdtemp(prefix="pose-runner-onnx-"))
-        atexit.register(shutil.rmtree, _scratch[folder], True)
-        log.warning("backend.dir %s cannot be written: exporting into %s for this run only (set backend.dir "
-                    "to a writable folder to keep exports)", folder, _scratch[folder])
-    return _scratch[folder]

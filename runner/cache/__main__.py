@@ -59,12 +59,14 @@ def default_dirs() -> tuple[Path, Path]:
 
 
 def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
-    """Each ONNX export as (its files, last use, bytes): the .onnx and its .json."""
+    """Each derived network as (its files, last use, bytes): an ONNX export (.onnx
+    + .json), an int8 OpenVINO IR (.xml + .bin + .json)."""
     out = []
-    for onnx in sorted(folder.glob("*.onnx")) if folder.is_dir() else []:
-        files = [p for p in (onnx, onnx.with_suffix(".json")) if p.exists()]
+    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder.is_dir() else []
+    for main in made:
+        files = [p for p in (main, main.with_suffix(".bin"), main.with_suffix(".json")) if p.exists()]
         try:
-            out.append((files, onnx.stat().st_mtime, sum(p.stat().st_size for p in files)))
+            out.append((files, main.stat().st_mtime, sum(p.stat().st_size for p in files)))
         except FileNotFoundError:
             continue
     return out
@@ -80,7 +82,7 @@ def info(root: Path, onnx_dir: Path) -> str:
         groups[key][1] += st.st_size
     rows = [[stage, label, n, human(size)] for (stage, label), (n, size) in sorted(groups.items())]
     made = exports(onnx_dir)
-    rows.append(["onnx exports", "-", len(made), human(sum(size for _, _, size in made))])
+    rows.append(["exported networks", "-", len(made), human(sum(size for _, _, size in made))])
     checkpoints = [p for p in (root / "checkpoints").glob("*") if p.is_file()]
     rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
     total = sum(s for _, s in groups.values()) + sum(size for _, _, size in made) + \

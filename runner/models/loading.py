@@ -11,6 +11,7 @@ import importlib.util
 import io
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -89,17 +90,70 @@ def resolve_device(device_cfg) -> str:
     raise RunnerError(f"device type {kind!r} is unknown: use device=auto, device=cpu or device=cuda")
 
 
-BACKENDS = ("pytorch", "onnxruntime")
+BACKENDS = ("pytorch", "onnxruntime", "openvino")
+PRECISIONS = ("f32", "bf16", "f16", "int8")
 
 
-def choose_backend(name: str, device: str) -> str:
-    """What runs a network: `auto` is ONNX Runtime on the CPU, PyTorch on a GPU."""
+@dataclass(frozen=True)
+class Backend:
+    """What runs the networks, at which precision, and why (for the manifest).
+    `calibration` is the int8 calibration folder and `calibrated` its content digest."""
+    name: str
+    precision: str = "f32"
+    why: str = ""
+    calibration: str | None = None
+    calibrated: str | None = None
+
+    def key(self) -> dict:
+        """What of the backend goes into the model stages' cache keys (float32 keys
+        name the backend only, as before precisions existed: caches stay valid)."""
+        reduced = {"precision": self.precision} if self.precision != "f32" else {}
+        return {"backend": self.name, **reduced,
+                **({"calibration": self.calibrated} if self.precision == "int8" else {})}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "precision": self.precision, "why": self.why,
+                **({"calibration": self.calibration} if self.precision == "int8" else {})}
+
+
+def choose_backend(backend_cfg, device: str) -> Backend:
+    """The backend of a run. `auto` keeps float32 results: ONNX Runtime on the CPU,
+    PyTorch on a GPU; reduced precision only when the user asks for it (then auto
+    picks the backend that runs it: OpenVINO on the CPU, PyTorch autocast on a GPU)."""
+    name, precision = str(backend_cfg.name), str(backend_cfg.get("precision", "f32"))
+    gpu = device.startswith("cuda")
+    if precision not in PRECISIONS:
+        raise RunnerError(f"backend.precision={precision} is unknown: use " + ", ".join(PRECISIONS))
     if name == "auto":
-        return "pytorch" if device.startswith("cuda") else "onnxruntime"
-    if name not in BACKENDS:
+        if precision == "f32":
+            name, why = ("pytorch", "auto: a CUDA GPU, where PyTorch runs the networks") if gpu else \
+                ("onnxruntime", "auto: the CPU, float32: ONNX Runtime (OpenVINO f32 measured no faster, "
+                                "BENCHMARKS.md)")
+        elif gpu and precision != "int8":
+            name, why = "pytorch", f"auto: {precision} asked for, on a CUDA GPU: PyTorch autocast"
+        else:
+            name, why = "openvino", f"auto: {precision} asked for, on the CPU: OpenVINO"
+    elif name in BACKENDS:
+        why = f"backend={name} asked for"
+    else:
         raise RunnerError(f"backend {name!r} is unknown: use backend=auto, "
                           + ", ".join(f"backend={b}" for b in BACKENDS))
-    return name
+    if name == "onnxruntime" and precision != "f32":
+        raise RunnerError(f"backend=onnxruntime runs float32 only: use backend=openvino for "
+                          f"backend.precision={precision}, or backend.precision=f32")
+    if name == "pytorch" and precision == "int8":
+        raise RunnerError("backend.precision=int8 is OpenVINO's (NNCF): use backend=openvino")
+    if name == "openvino" and gpu:
+        raise RunnerError("backend=openvino runs on the CPU here: use device=cpu, or backend=pytorch on the GPU")
+    if name == "openvino":
+        from runner.backends.openvino import check_precision
+        check_precision(precision)
+    calibration = calibrated = None
+    if precision == "int8":
+        from runner.backends.openvino import calibration_digest
+        calibration = backend_cfg.get("calibration")
+        calibrated = calibration_digest(calibration)
+    return Backend(name, precision, why, calibration and str(Path(str(calibration)).expanduser().resolve()), calibrated)
 
 
 def set_threads(threads: int | None) -> None:
@@ -132,29 +186,44 @@ def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str,
         return init_model(str(resolve_config_path(config_spec)), checkpoint, device=device)
 
 
-def model_for(cfg, role: str, library: str, checkpoint, device: str):
+def model_for(cfg, role: str, estimator_cls, checkpoint, device: str, backend: Backend):
     """The model of `role` ("detect" or "pose") in the run config `cfg`, with
-    its network on the backend the config chooses."""
+    its network on `backend`."""
     entry = cfg[role].model
-    return load_model(library, str(entry.config), str(checkpoint.path), checkpoint.sha256, device,
-                      choose_backend(str(cfg.backend.name), device),
-                      str(Path(str(cfg.backend.dir)).expanduser()), tuple(int(v) for v in entry.input_size),
-                      f"{role}.model.checkpoint")
+    return load_model(estimator_cls.library, str(entry.config), str(checkpoint.path), checkpoint.sha256, device,
+                      backend.name, str(Path(str(cfg.backend.dir)).expanduser()),
+                      tuple(int(v) for v in entry.input_size), f"{role}.model.checkpoint", backend.precision,
+                      backend.calibration, estimator_cls)
 
 
 @functools.lru_cache(maxsize=4)
 def load_model(registry: str, config_spec: str, checkpoint: str, checkpoint_sha256: str, device: str,
                backend: str = "pytorch", onnx_dir: str = "", input_size: tuple[int, int] = (0, 0),
-               owner: str = "the model's checkpoint"):
+               owner: str = "the model's checkpoint", precision: str = "f32", calibration: str | None = None,
+               estimator_cls=None):
     """An MMDetection (registry="mmdet") or MMPose model, once per process (sequential
-    sweep jobs reuse it). With backend="onnxruntime" its network runs in ONNX Runtime
-    (exported once per checkpoint; input_size = (width, height) of the export)."""
+    sweep jobs reuse it), with its network on `backend` at `precision`: PyTorch
+    (autocast below f32), or the ONNX export (made once per checkpoint; input_size =
+    (width, height) of the export) in ONNX Runtime or OpenVINO. int8 quantizes on the
+    `calibration` images, pre-processed by `estimator_cls`."""
+    from runner.backends.export import exported, swap_network
     model = _init_pytorch(registry, config_spec, checkpoint, device, owner)
+    if backend == "pytorch":
+        if precision == "f32":
+            return model
+        from runner.backends.pytorch import AutocastNetwork
+        return swap_network(model, AutocastNetwork(model, precision))
+    key = {"name": Path(checkpoint).stem.split("_local")[0][:48], "checkpoint": checkpoint_sha256,
+           "config": config_digest(config_spec)}
+    width, height = input_size
+    with quiet_openmmlab():
+        path = exported(model, key, Path(onnx_dir), (1, 3, height, width))
+    threads = torch.get_num_threads()
     if backend == "onnxruntime":
-        from runner.backends.onnxruntime import onnx_model
-        key = {"name": Path(checkpoint).stem.split("_local")[0][:48], "checkpoint": checkpoint_sha256,
-               "config": config_digest(config_spec)}
-        width, height = input_size
+        from runner.backends.onnxruntime import OrtNetwork
+        return swap_network(model, OrtNetwork(path, threads))
+    from runner.backends import openvino
+    if precision == "int8":
         with quiet_openmmlab():
-            model = onnx_model(model, key, Path(onnx_dir), (1, 3, height, width), torch.get_num_threads())
-    return model
+            path = openvino.quantized(path, openvino.Calibration(calibration, model, estimator_cls))
+    return swap_network(model, openvino.OvNetwork(path, threads, precision))

@@ -299,9 +299,7 @@ class ModelStage(CachedStage):
                 for r in records for i, box in enumerate(r.boxes)]
 
     def code(self) -> dict:
-        from runner.models.loading import choose_backend
-        return {**super().code(), "family": str(self.entry.family),
-                "backend": choose_backend(str(self.ctx.cfg.backend.name), self.ctx.device)}
+        return {**super().code(), "family": str(self.entry.family), **self.ctx.backend.key()}
 
     def key_parts(self) -> dict:
         from runner.models.loading import config_digest
@@ -320,8 +318,9 @@ class ModelStage(CachedStage):
         """The family's estimator on the loaded model (loaded only when something must be computed)."""
         if self._estimator is None:
             from runner.models.loading import model_for
-            self._estimator = self.family(model_for(self.ctx.cfg, self.name, self.family.library,
-                                                    self.ctx.checkpoint(self.name), self.ctx.device))
+            self._estimator = self.family(model_for(self.ctx.cfg, self.name, self.family,
+                                                    self.ctx.checkpoint(self.name), self.ctx.device,
+                                                    self.ctx.backend))
         return self._estimator
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:

@@ -123,7 +123,7 @@ def test_a_damaged_onnx_export_is_made_again_and_counted_by_the_cache_commands(m
         return subprocess.run([sys.executable, "-m", "runner.cache", "--dir", str(tmp_path / "cache"), *more],
                               cwd=ROOT, capture_output=True, text=True)
 
-    assert re.search(r"onnx exports\s+-\s+1\s", cache_cli("info").stdout)
+    assert re.search(r"exported networks\s+-\s+1\s", cache_cli("info").stdout)
     assert cache_cli("clear").returncode == 0
     assert not list((tmp_path / "cache" / "onnx").glob("*.onnx"))
 

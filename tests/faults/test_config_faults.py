@@ -24,12 +24,14 @@ def test_a_bad_value_fails_in_one_line_before_any_job(tmp_path, args, expected):
     assert not (tmp_path / "cache").exists() and not (tmp_path / "sweep").exists()
 
 
-def test_a_run_writes_nothing_outside_its_folder_and_the_cache(small_models, tmp_path):
-    """ONNX Runtime's telemetry store, matplotlib's font list and YAPF's grammar
-    cache would go to the home folder."""
+@pytest.mark.parametrize("backend", [["backend=onnxruntime"],
+                                     ["backend=openvino", "backend.precision=int8", f"backend.calibration={COCO}"]])
+def test_a_run_writes_nothing_outside_its_folder_and_the_cache(small_models, tmp_path, backend):
+    """ONNX Runtime's telemetry store, OpenVINO's and NNCF's telemetry id,
+    matplotlib's font list and YAPF's grammar cache would go to the home folder."""
     home = tmp_path / "home"
     home.mkdir()
-    done = cli(f"input={sorted(COCO.glob('*.jpg'))[0]}", *small_models, "backend=onnxruntime",
+    done = cli(f"input={sorted(COCO.glob('*.jpg'))[0]}", *small_models, *backend,
                f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
                env={"HOME": str(home), "XDG_CACHE_HOME": "", "MPLCONFIGDIR": ""})
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,0 +1,169 @@
+"""OpenVINO for the network part of an MMDetection / MMPose model, on the CPU.
+
+It runs the runner's own verified ONNX export (runner/backends/export.py), so
+MMPose's / MMDetection's pre-processing, flip test and decoding are unchanged,
+exactly as with ONNX Runtime. Precision is OpenVINO's compile hint:
+
+- f32: float32 everywhere (parity with PyTorch within float32 reordering);
+- bf16 / f16: what the CPU supports natively (OPTIMIZATION_CAPABILITIES);
+  asking for one it lacks is an error, never a silent fallback;
+- int8: post-training quantization by NNCF on a calibration set the user names;
+  the quantized network is saved as OpenVINO IR (.xml/.bin) beside the exports,
+  keyed by the export, the calibration images' content and NNCF's version, and
+  verified by sha256 before every use, as exports are.
+
+Compiled models are not cached: with the exports' dynamic shapes, compiling
+takes 0.1-0.4 s, less than importing OpenVINO's exported blob (0.3-0.6 s,
+measured for RTMPose-m); the per-shape kernels are made at the first inference
+of each shape and kept for the process."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runner import atomic
+from runner.backends.export import record, unflatten, verified
+from runner.errors import RunnerError
+from runner.hashing import digest, sha256_file
+
+log = logging.getLogger(__name__)
+HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "int8": "f32"}  # int8: what is not quantized stays f32
+CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
+
+
+@contextlib.contextmanager
+def telemetry_off():
+    """OpenVINO's and NNCF's usage telemetry (openvino_telemetry) writes a client id
+    into ~/intel when they are imported and sends events unless told not to; the
+    one switch it reads that needs no file in the home folder is CI=true (NNCF
+    also reads NNCF_CI). Set around the imports only."""
+    saved = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    os.environ.setdefault("NNCF_CI", "1")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved
+
+
+@functools.lru_cache(maxsize=1)
+def core():
+    with telemetry_off():
+        import openvino as ov
+    return ov.Core()
+
+
+def capabilities() -> list[str]:
+    return list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def check_precision(precision: str) -> None:
+    """A clear error when this CPU cannot run `precision` natively."""
+    wanted = CAPABILITY.get(precision)
+    if wanted and wanted not in capabilities():
+        raise RunnerError(f"backend.precision={precision}: this CPU has no native {precision} support "
+                          f"(OpenVINO finds {', '.join(capabilities())}): use backend.precision=f32 or int8")
+
+
+class OvNetwork:
+    """An exported (or quantized) network compiled by OpenVINO for the CPU."""
+
+    def __init__(self, path: Path, threads: int, precision: str):
+        check_precision(precision)
+        self.structure = record(path)["structure"]
+        self.compiled = core().compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": int(threads),
+            "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, inputs: torch.Tensor):
+        result = self.request.infer({0: inputs.detach().cpu().numpy().astype(np.float32)})
+        flat = [torch.from_numpy(np.array(result[o], dtype=np.float32)).to(inputs.device)
+                for o in self.compiled.outputs]
+        return unflatten(self.structure, flat)
+
+
+# -- int8 ---------------------------------------------------------------------
+def quantized(onnx: Path, calibration: "Calibration") -> Path:
+    """The int8 IR of `onnx` for `calibration`, quantized once and verified before use."""
+    from runner.versions import versions
+    key = {"export": record(onnx)["sha256"], "images": calibration.digest,
+           "libs": versions("nncf", "openvino")}
+    path = onnx.with_name(f"{onnx.stem}.int8-{digest(key)[:16]}.xml")
+    return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration))
+
+
+def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
+    """NNCF's post-training quantization of `onnx`, saved as IR at `path` (+ .bin).
+    The .json record is written last: until it is, the IR counts as missing."""
+    with telemetry_off():
+        import nncf
+    import openvino as ov
+    samples = calibration.inputs()
+    log.info("quantizing %s to int8 on %d calibration inputs", onnx.name, len(samples))
+    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples, lambda x: x.numpy()),
+                           subset_size=len(samples))
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".quantizing-"))
+    try:
+        ov.save_model(result, str(scratch / path.name), compress_to_fp16=False)
+        files = {}
+        for name in (path.name, path.with_suffix(".bin").name):
+            files[name] = sha256_file(scratch / name)
+            os.replace(scratch / name, path.parent / name)
+        atomic.write_json(path.with_suffix(".json"), {"structure": record(onnx)["structure"], "files": files})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def calibration_images(folder) -> list[Path]:
+    """The images of backend.calibration, or a clear error."""
+    from runner.inputs import IMAGE_EXTS
+    path = Path(str(folder)).expanduser() if folder else None
+    if path is None or not path.is_dir():
+        raise RunnerError(f"backend.calibration={folder} is not a folder: backend.precision=int8 needs "
+                          "backend.calibration=DIR, a folder of images like the ones you will run")
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not images:
+        raise RunnerError(f"backend.calibration={folder} has no images: put a few dozen images like the ones "
+                          "you will run in it")
+    return images
+
+
+def calibration_digest(folder) -> str:
+    """The calibration set's content (what an int8 network and its results depend on)."""
+    return digest(sorted(sha256_file(p) for p in calibration_images(folder)))
+
+
+class Calibration:
+    """backend.calibration: a folder of images; its inputs are made as the model
+    sees them (the family's own test pipeline and data preprocessor; per-box
+    families see each image's whole frame as the box)."""
+
+    def __init__(self, folder: str, model, estimator_cls):
+        self.paths = calibration_images(folder)
+        self.digest = calibration_digest(folder)
+        self.model, self.estimator_cls = model, estimator_cls
+
+    def inputs(self) -> list[torch.Tensor]:
+        import cv2
+        from mmengine.dataset import pseudo_collate
+        images = [cv2.imread(str(p)) for p in self.paths]
+        unreadable = [p.name for p, i in zip(self.paths, images) if i is None]
+        if unreadable:
+            raise RunnerError(f"backend.calibration: cannot read {', '.join(unreadable)}: remove them")
+        estimator = self.estimator_cls(self.model)
+        items = images if estimator.unit == "image" else \
+            [(i, np.array([0, 0, i.shape[1], i.shape[0]], dtype=np.float32)) for i in images]
+        return [self.model.data_preprocessor(pseudo_collate([data]), False)["inputs"]
+                for data in estimator.prepare(items)]

@@ -1,0 +1,224 @@
+"""backend=onnxruntime and backend=openvino: the networks exported by the
+runner and run by ONNX Runtime or OpenVINO (float32) give MMPose's own PyTorch
+results within the float32 tolerance, for every family; exports are cached;
+the backend and precision are part of the model stages' keys; reduced
+precisions (bf16, f16, int8) drift from float32 by no more than the bounds
+BENCHMARKS.md publishes (runner/backends/drift.py).
+
+Tolerance: ONNX Runtime and OpenVINO sum in another order than PyTorch (other
+kernels, BatchNorm folded into the convolutions), which is the reordering that
+tests/reference.py reasons about: for the same boxes, keypoint scores within
+REORDER_RTOL of their output's scale, keypoints decided by a clear maximum
+within COORD_ATOL px (near-ties are counted, not compared). Detectors: boxes
+within 0.5 px and scores within 5e-3. RTMO decodes keypoints by an argmax over
+bins that are nearly flat with untrained weights, and its boxes come from the
+same network: at least 90% of its keypoints within 0.1 px, every score within
+1e-3."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import runner
+from conftest import COCO, DATA
+from reference import Compared, assert_instances_match, decoding_margins, load_pose_model, match_boxes
+
+DETECTIONS = COCO / "test_coco_det_AP_H_56.json"
+
+
+@pytest.fixture
+def both_backends(make_checkpoint, cache_dir, onnx_dir, tmp_path):
+    """run(recipe, input, *overrides) -> {backend: result}, same cache and checkpoints."""
+
+    def run(recipe, input, *overrides, models=(), other="onnxruntime"):
+        args = [f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides]
+        for name in models:
+            args.append(f"+download.checkpoints.{name}={make_checkpoint(name)[1]}")
+        return {b: runner.run(recipe=recipe, input=input, overrides=[*args, f"backend={b}"],
+                              output_dir=tmp_path / b) for b in ("pytorch", other)}
+
+    return run
+
+
+def pairs(results, bbox_thr: float, nms_thr: float | None) -> list[tuple[dict, dict]]:
+    """(PyTorch instance, other backend's instance) pairs whose boxes match (tests/reference.py)."""
+    (other, ort_run), torch_run = [(k, v) for k, v in results.items() if k != "pytorch"][0], results["pytorch"]
+    assert ort_run.manifest["backend"]["name"] == other
+    out, total = [], 0
+    for a, b in zip(torch_run.records, ort_run.records):
+        boxes = [np.array([i["bbox"] + [i["bbox_score"]] for i in r["instances"]]) for r in (a, b)]
+        out += [(a["instances"][i], b["instances"][j]) for i, j in match_boxes(*boxes, bbox_thr, nms_thr)]
+        total += len(a["instances"])
+    assert total and len(out) >= 0.9 * total, "too few boxes to compare"
+    return out
+
+
+BODY_BOXES = ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "pose/model=rtmpose_t"]
+
+
+@pytest.mark.parametrize("recipe,folder,overrides,model,backend", [
+    ("body_rtmpose", COCO, BODY_BOXES, "rtmpose_t", "onnxruntime"),
+    ("body_rtmpose", COCO, BODY_BOXES, "rtmpose_t", "openvino"),
+    ("hand_rtmpose", DATA / "onehand10k", ["detect/model=whole_image"], "rtmpose_m_hand", "onnxruntime"),
+    ("wholebody_rtmw", COCO, ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "detect.bbox_thr=0.6",
+                              "pose/model=rtmw_m"], "rtmw_m", "onnxruntime"),
+])
+def test_topdown_families_match_mmpose_pytorch(make_checkpoint, cache_dir, onnx_dir, tmp_path, recipe, folder,
+                                               overrides, model, backend):
+    """The exported network's run against inference_topdown with the same checkpoint and boxes."""
+    from mmpose.apis import inference_topdown
+    path, url = make_checkpoint(model)
+    result = runner.run(recipe=recipe, input=folder, output_dir=tmp_path / "out", overrides=[
+        f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides, f"+download.checkpoints.{model}={url}",
+        f"backend={backend}"])
+    assert result.manifest["backend"] == {"name": backend, "precision": "f32", "why": f"backend={backend} asked for"}
+    reference, compared = load_pose_model(model, path), Compared()
+    for record in result.records:
+        boxes = np.array([inst["bbox"] for inst in record["instances"]], dtype=np.float32).reshape(-1, 4)
+        if len(boxes):
+            with decoding_margins():
+                samples = inference_topdown(reference, record["source"], boxes)
+            assert_instances_match(record["instances"], samples, compared)
+    compared.assert_mostly_strict()
+
+
+def test_rtmo_matches_pytorch(both_backends):
+    results = both_backends("body_rtmo", COCO, "pose/model=rtmo_s", "detect.bbox_thr=0.1", models=["rtmo_s"])
+    moved = []
+    # RTMO's own test_cfg keeps boxes above score_thr=0.1 after an NMS at 0.65
+    for a, b in pairs(results, bbox_thr=0.1, nms_thr=0.65):
+        np.testing.assert_allclose(b["keypoint_scores"], a["keypoint_scores"], atol=1e-3)
+        moved += list(np.abs(np.subtract(b["keypoints"], a["keypoints"])).max(-1) > 0.1)
+    assert np.mean(moved) <= 0.1
+
+
+@pytest.mark.parametrize("other", ["onnxruntime", "openvino"])
+def test_detector_matches_pytorch(both_backends, other):
+    results = both_backends("body_rtmpose", COCO, "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+                            models=["rtmdet_nano_person", "rtmpose_t"], other=other)
+    pairs(results, bbox_thr=0.3, nms_thr=0.3)
+
+
+def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache_dir, onnx_dir, tmp_path,
+                                                          monkeypatch, forwards):
+    from runner.backends import export as backend
+    from runner.models.loading import load_model
+    exports = []
+    real_export = backend.export
+    monkeypatch.setattr(backend, "export", lambda *a: exports.append(a[1].name) or real_export(*a))
+    det, pose = make_checkpoint("rtmdet_nano_person", seed=1), make_checkpoint("rtmpose_t", seed=1)
+    args = ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", f"cache.dir={cache_dir}",
+            f"backend.dir={tmp_path / 'onnx'}", f"detect.model.checkpoint={det[1]}",
+            f"pose.model.checkpoint={pose[1]}"]
+    photo = sorted(COCO.glob("*.jpg"))[0]
+
+    def run(*more):
+        load_model.cache_clear()  # as a new process would: only the files on disk remain
+        return runner.run(recipe="body_rtmpose", input=photo, overrides=[*args, *more],
+                          output_dir=tmp_path / str(len(exports)) / str(len(more)))
+
+    first = run("backend=onnxruntime")
+    assert len(exports) == 2 and first.stages["pose"]["computed"] > 0
+    assert run("backend=onnxruntime", "cache.refresh=true").stages["detect"]["computed"] == 1
+    assert len(exports) == 2  # the models ran again, from the cached .onnx files
+    plan = run("backend=pytorch", "dry_run=true")
+    assert plan.stages["detect"]["would_compute"] == {"changed code": 1}
+    forwards.clear()
+    torch_run = run("backend=pytorch")
+    assert forwards["RTMDet"] == 1 and torch_run.stages["pose"]["computed"] == first.stages["pose"]["computed"]
+    again = run("backend=onnxruntime")
+    assert again.stages["detect"]["computed"] == again.stages["pose"]["computed"] == 0
+
+
+def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
+    from omegaconf import OmegaConf
+    from runner.backends import openvino
+    from runner.errors import RunnerError
+    from runner.models.loading import choose_backend
+
+    def choose(device="cpu", **backend):
+        return choose_backend(OmegaConf.create({"name": "auto", "precision": "f32", **backend}), device)
+
+    assert (choose().name, choose("cuda:0").name) == ("onnxruntime", "pytorch")  # float32 kept
+    assert "the CPU, float32" in choose().why
+    assert choose(precision="bf16").name == "openvino" and choose("cuda:0", precision="f16").name == "pytorch"
+    assert choose(name="pytorch").why == "backend=pytorch asked for"
+    refusals = {
+        "backend 'tensorrt' is unknown: use backend=auto, backend=pytorch": dict(name="tensorrt"),
+        "backend=onnxruntime runs float32 only: use backend=openvino": dict(name="onnxruntime", precision="bf16"),
+        "int8 is OpenVINO's": dict(name="pytorch", precision="int8"),
+        "backend=openvino runs on the CPU here: use device=cpu": dict(name="openvino", device="cuda:0"),
+        r"backend.calibration=None is not a folder: backend.precision=int8 needs": dict(precision="int8"),
+        "backend.calibration=.* has no images": dict(precision="int8", calibration=str(tmp_path)),
+    }
+    for message, asked in refusals.items():
+        with pytest.raises(RunnerError, match=message):
+            choose(**asked)
+    monkeypatch.setattr(openvino, "capabilities", lambda: ["FP32", "INT8"])  # a CPU without bf16
+    with pytest.raises(RunnerError, match="this CPU has no native bf16 support .*FP32, INT8.*: use backend.pre"):
+        choose(name="openvino", precision="bf16")
+
+
+def _drift_runs(make_checkpoint, tmp_path, backend, precision, recipe_models):
+    """The f32 run and the `precision` run of the same boxes (and the same detector)."""
+    overrides, models = recipe_models
+    args = [f"cache.dir={tmp_path / 'cache'}", f"backend.dir={tmp_path / 'onnx'}", *overrides,
+            *(f"+download.checkpoints.{m}={make_checkpoint(m)[1]}" for m in models)]
+    f32 = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "f32",
+                     overrides=[*args, "backend=openvino"])
+    reduced = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / precision, overrides=[
+        *args, f"backend={backend}", f"backend.precision={precision}", f"backend.calibration={COCO}"])
+    return f32, reduced
+
+
+@pytest.mark.parametrize("backend,precision", [("openvino", "bf16"), ("pytorch", "bf16"), ("openvino", "int8")])
+def test_reduced_precision_drifts_within_the_published_bounds(make_checkpoint, tmp_path, backend, precision):
+    """Same checkpoint, images and boxes as a float32 run (pytorch bf16 is the
+    autocast path a GPU runs in f16). A CPU without native bf16 must refuse it
+    in one line, never fall back silently."""
+    from runner.backends.drift import pose_drift, within
+    from runner.errors import RunnerError
+    try:
+        f32, reduced = _drift_runs(make_checkpoint, tmp_path, backend, precision, (BODY_BOXES, ["rtmpose_t"]))
+    except RunnerError as err:
+        assert backend == "openvino" and precision in ("bf16", "f16") and "no native" in str(err)
+        return
+    assert reduced.manifest["backend"]["precision"] == precision and reduced.stages["pose"]["computed"] > 0
+    stats = pose_drift(f32.records, reduced.records)
+    assert stats["keypoints"] > 500 and not within(stats, precision), stats
+    assert stats["score_max"] > 0  # it did run at another precision
+
+
+def test_bf16_detector_boxes_stay_within_the_published_bound(make_checkpoint, tmp_path):
+    from runner.backends.drift import box_drift, within
+    f32, reduced = _drift_runs(make_checkpoint, tmp_path, "pytorch", "bf16",
+                               (["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", "recipe.steps=[download,detect]"],
+                                ["rtmdet_nano_person", "rtmpose_t"]))
+    stats = box_drift(f32.records, reduced.records)
+    assert stats["boxes"] >= 50 and not within(stats, "bf16") and stats["iou_median"] >= 0.5, stats
+
+
+def test_precision_is_in_the_keys_and_int8_networks_are_cached_and_verified(make_checkpoint, tmp_path, monkeypatch,
+                                                                             caplog):
+    from runner.backends import openvino
+    from runner.models.loading import load_model
+    made = []
+    real = openvino.quantize
+    monkeypatch.setattr(openvino, "quantize", lambda *a: made.append(a[1]) or real(*a))
+    args = [f"cache.dir={tmp_path / 'cache'}", f"backend.dir={tmp_path / 'onnx'}", *BODY_BOXES,
+            f"+download.checkpoints.rtmpose_t={make_checkpoint('rtmpose_t')[1]}", "backend=openvino"]
+    int8 = [*args, "backend.precision=int8", f"backend.calibration={COCO}"]
+
+    def run(*overrides):
+        load_model.cache_clear()  # as a new process would: only the files on disk remain
+        return runner.run(recipe="body_rtmpose", input=COCO, overrides=list(overrides),
+                          output_dir=tmp_path / str(len(made)) / str(len(caplog.records)))
+
+    assert run(*args).stages["pose"]["computed"] == 33
+    assert run(*int8, "dry_run=true").stages["pose"]["would_compute"] == {"changed code": 33}
+    assert run(*int8).stages["pose"]["computed"] == 33 and len(made) == 1
+    assert run(*int8, "cache.refresh=true").stages["pose"]["computed"] == 33 and len(made) == 1  # IR reused
+    made[0].with_suffix(".bin").write_bytes(b"not a network")
+    assert run(*int8, "cache.refresh=true").stages["pose"]["computed"] == 33 and len(made) == 2
+    assert "is " in caplog.text and "quantizing it again" in caplog.text
+    assert run(*args).stages["pose"]["computed"] == 0  # float32 entries untouched
