@@ -1,6 +1,6 @@
 """Side-by-side speed and memory: pose-runner against MMPose's own inference.
 
-    python -m benchmarks.compare [--images DIR] [--video FILE] [--repeats 3]
+    python -m benchmarks.compare [--images DIR] [--video FILE] [--repeats 3] [--no-mixed]
 
 Every contender gets the same images, the same checkpoints (RTMDet-m person +
 RTMPose-m body8, made locally once from their configs: the official ones cannot
@@ -10,10 +10,20 @@ table reports medians. Untrained detectors find arbitrary boxes, but the runner
 matches MMPose's detections exactly (tests/test_body_rtmpose.py), so every
 contender sees the same boxes; the box column says how many.
 
+Two input folders: the shared images (the COCO four + the video's frames) and a
+mixed-size folder (10 images of different sizes + the video's frames), where
+batching matters most.
+
+The limit ("forward only") replays exactly the input batches the networks see
+in a runner run (recorded at the models' extract_feat: after the test
+pipeline's resize and pad, batched as the runner batches, flipped crops
+included), so it bounds the model work, not a batching choice of its own.
+
 Writes benchmarks/results/compare.{json,md} (or --out)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -33,8 +43,11 @@ DATA = ROOT.parent / "shared" / "data"
 DETECTOR, POSE = "rtmdet_m_person", "rtmpose_m"
 BBOX_THR = 0.8  # keeps the untrained detector's boxes to a few per image (113 on the COCO four)
 TARGETS = {  # name: (ratio, comparison, bound, what it means)
-    "cold_vs_inferencer": ("MMPoseInferencer time / runner cold time", ">=", 2.0),
+    "cold_vs_inferencer": ("MMPoseInferencer time / runner cold (backend=auto: ONNX Runtime f32) time", ">=", 1.7),
+    "bf16_vs_inferencer": ("MMPoseInferencer time / runner cold OpenVINO bf16 time", ">=", 3.0),
     "cold_vs_limit": ("runner cold time / ONNX Runtime forward-only time", "<=", 1.15),
+    "openvino_vs_limit": ("runner cold OpenVINO f32 time / its forward-only time", "<=", 1.15),
+    "bf16_vs_limit": ("runner cold OpenVINO bf16 time / its forward-only time", "<=", 1.15),
     "warm_vs_cold": ("runner warm time / runner cold time", "<=", 0.03),
     "sweep_vs_cold": ("8-job sweep time / one runner cold time", "<=", 1.3),
     "rss_1000_vs_100": ("peak RSS at 1000 frames / at 100 frames", "<=", 1.1),
@@ -49,13 +62,8 @@ def checkpoints(folder: Path, names=(DETECTOR, POSE)) -> dict[str, Path]:
     return {name: fabricate(load_entry(name), folder, 0, images) for name in names}
 
 
-def input_folder(images: Path, video: Path, work: Path) -> Path:
-    """The images, plus every frame of the video (PNG: lossless, so all contenders
-    decode the same pixels)."""
-    folder = work / "inputs"
-    folder.mkdir(exist_ok=True)
-    for path in sorted(images.glob("*.jpg")):
-        (folder / path.name).write_bytes(path.read_bytes())
+def video_frames(video: Path, folder: Path) -> None:
+    """Every frame of the video as a PNG (lossless, so all contenders decode the same pixels)."""
     capture = cv2.VideoCapture(str(video))
     index = 0
     while True:
@@ -64,6 +72,34 @@ def input_folder(images: Path, video: Path, work: Path) -> Path:
             break
         cv2.imwrite(str(folder / f"{video.stem}_{index:04d}.png"), frame)
         index += 1
+
+
+def input_folder(images: Path, video: Path, work: Path) -> Path:
+    """The images, plus every frame of the video."""
+    folder = work / "inputs"
+    folder.mkdir(exist_ok=True)
+    for path in sorted(images.glob("*.jpg")):
+        (folder / path.name).write_bytes(path.read_bytes())
+    video_frames(video, folder)
+    return folder
+
+
+MIXED_SCALES = (0.5, 0.75, 1.25, 1.6, 2.0)
+
+
+def mixed_folder(images: Path, video: Path, work: Path) -> Path:
+    """10 images of 10 different sizes (the images, one more photo, and rescaled
+    copies of the images), plus every frame of the video."""
+    folder = work / "mixed"
+    folder.mkdir(exist_ok=True)
+    sources = sorted(images.glob("*.jpg")) + [DATA / "sunglasses.jpg"]
+    for path in sources:
+        (folder / path.name).write_bytes(path.read_bytes())
+    for i, scale in enumerate(MIXED_SCALES):
+        image = cv2.imread(str(sources[i % 4]))
+        cv2.imwrite(str(folder / f"scaled{scale}_{sources[i % 4].stem}.png"),
+                    cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    video_frames(video, folder)
     return folder
 
 
@@ -95,6 +131,7 @@ class Bench:
         self.paths = sorted(str(p) for p in folder.iterdir())
         self.runs = 0
         self._inferencer = self._models = self._limits = None
+        self.warm_cache = None
 
     # MMPose's reference paths
     def mmpose_inferencer(self):
@@ -143,13 +180,13 @@ class Bench:
 
     # the runner
     def runner(self, backend: str, *more, cache: Path | None = None, steps: str | None = None,
-               bbox_thr: float = BBOX_THR):
+               bbox_thr: float = BBOX_THR, precision: str = "f32"):
         import runner
         self.runs += 1
         cache = cache or self.work / "cache" / f"{self.runs}"
         args = [f"detect/model={DETECTOR}", f"pose/model={POSE}", f"cache.dir={cache}",
-                f"backend.dir={self.work / 'onnx'}", f"backend={backend}", f"detect.bbox_thr={bbox_thr}",
-                f"+download.checkpoints.{DETECTOR}={self.ckpt[DETECTOR]}",
+                f"backend.dir={self.work / 'onnx'}", f"backend={backend}", f"backend.precision={precision}",
+                f"detect.bbox_thr={bbox_thr}", f"+download.checkpoints.{DETECTOR}={self.ckpt[DETECTOR]}",
                 f"+download.checkpoints.{POSE}={self.ckpt[POSE]}", *more]
         if steps:
             args.append(f"recipe.steps={steps}")
@@ -171,52 +208,47 @@ class Bench:
                 self.runner("onnxruntime", f"visualize.kpt_thr={kpt}", cache=cache, bbox_thr=thr)
         return None
 
-    # the limit: forward passes only, on pre-decoded, pre-batched tensors
-    def limit_inputs(self):
+    # the limit: the networks alone, on the very batches a runner run gives them
+    def record_inputs(self) -> list[tuple[str, torch.Tensor]]:
+        """(role, batch) for every network pass of a cold PyTorch runner run, in order."""
         if self._limits is None:
-            from runner.models.loading import load_model
-            from runner.models.mmdet_detector import MMDetDetector, select_boxes
-            from runner.models.topdown import TopdownEstimator
-            from runner.models.registry import load_entry
-            torch_det, torch_pose = (load_model(r, str(load_entry(n).config), str(self.ckpt[n]), n, "cpu")
-                                     for r, n in (("mmdet", DETECTOR), ("mmpose", POSE)))
-            images = [cv2.imread(p) for p in self.paths]
-            detector = MMDetDetector(torch_det)
-            prepared = [detector.preprocess(i) for i in images]
-            det_batch = torch_det.data_preprocessor({"inputs": [p["inputs"] for p in prepared],
-                                                     "data_samples": [p["data_samples"] for p in prepared]})["inputs"]
-            raw = detector.predict(images)
-            estimator = TopdownEstimator(torch_pose)
-            crops = [estimator.preprocess(img, box) for img, r in zip(images, raw)
-                     for box in select_boxes(r, [0], BBOX_THR, 0.3)[0]]
-            pose_batch = torch_pose.data_preprocessor({"inputs": [c["inputs"] for c in crops],
-                                                       "data_samples": [c["data_samples"] for c in crops]})["inputs"]
-            self._limits = det_batch, pose_batch
+            from mmdet.models.detectors.single_stage import SingleStageDetector
+            from mmpose.models.pose_estimators.base import BasePoseEstimator
+            recorded: list = []
+            originals = {}
+            for cls, role in ((SingleStageDetector, "detect"), (BasePoseEstimator, "pose")):
+                originals[cls] = cls.extract_feat
+
+                def recording(model, inputs, _role=role, _original=originals[cls]):
+                    recorded.append((_role, inputs.detach().clone()))
+                    return _original(model, inputs)
+                cls.extract_feat = recording
+            try:
+                self.runner("pytorch")
+            finally:
+                for cls, original in originals.items():
+                    cls.extract_feat = original
+            self._limits = recorded
         return self._limits
 
-    def limit(self, backend: str):
+    def limit(self, backend: str, precision: str = "f32"):
+        from runner.families import family
         from runner.models.loading import load_model
         from runner.models.registry import load_entry
-        det_batch, pose_batch = self.limit_inputs()
-        nets = []
-        for registry, name in (("mmdet", DETECTOR), ("mmpose", POSE)):
+        nets = {}
+        for role, registry, name in (("detect", "mmdet", DETECTOR), ("pose", "mmpose", POSE)):
             entry = load_entry(name)
             model = load_model(registry, str(entry.config), str(self.ckpt[name]), name, "cpu", backend,
-                               str(self.work / "onnx"), tuple(entry.input_size))
-            nets.append((lambda m: (lambda x: m.extract_feat(x).outputs))(model) if backend == "onnxruntime"
-                        else model._forward)
-        # the passes the model's test config asks for: RTMPose's flip test runs
-        # every crop twice (as is, and mirrored), in MMPose and in the runner alike
-        flip = bool(model.test_cfg.get("flip_test"))
+                               str(self.work / "onnx"), tuple(entry.input_size), name, precision, None,
+                               family(str(entry.family)).estimator)
+            swapped = backend != "pytorch" or precision != "f32"
+            nets[role] = (lambda m: (lambda x: m.extract_feat(x).outputs))(model) if swapped else model._forward
+        passes = 0
         with torch.no_grad():
-            for start in range(0, len(det_batch), 4):
-                nets[0](det_batch[start:start + 4])
-            for start in range(0, len(pose_batch), 32):
-                crops = pose_batch[start:start + 32]
-                nets[1](crops)
-                if flip:
-                    nets[1](crops.flip(-1))
-        return len(pose_batch)
+            for role, batch in self.record_inputs():
+                nets[role](batch)
+                passes += len(batch) if role == "pose" else 0
+        return passes // (2 if model.test_cfg.get("flip_test") else 1)  # boxes: flip test runs each crop twice
 
 
 # -- memory -----------------------------------------------------------------------
@@ -238,6 +270,76 @@ def peak_rss_mb(args: list[str]) -> float:
 
 
 # -- the report ---------------------------------------------------------------------
+INFERENCER = "MMPoseInferencer (detector + pose)"
+COLD = {"onnxruntime": "runner cold, backend=onnxruntime", "openvino": "runner cold, backend=openvino (f32)",
+        "bf16": "runner cold, backend=openvino backend.precision=bf16"}
+LIMIT = {"onnxruntime": "limit: forward only, ONNX Runtime", "openvino": "limit: forward only, OpenVINO f32",
+         "bf16": "limit: forward only, OpenVINO bf16"}
+
+
+def contenders(bench: Bench) -> dict:
+    return {
+        INFERENCER: bench.mmpose_inferencer,
+        "topdown_demo_with_mmdet loop": bench.topdown_demo_loop,
+        "runner cold, backend=pytorch": lambda: bench.runner("pytorch"),
+        COLD["onnxruntime"]: lambda: bench.runner("onnxruntime"),
+        COLD["openvino"]: lambda: bench.runner("openvino"),
+        COLD["bf16"]: lambda: bench.runner("openvino", precision="bf16"),
+        "runner warm (all cached)": bench.runner_warm,
+        "runner 8-job sweep (4 bbox_thr x 2 kpt_thr)": bench.sweep,
+        "limit: forward only, PyTorch": lambda: bench.limit("pytorch"),
+        LIMIT["onnxruntime"]: lambda: bench.limit("onnxruntime"),
+        LIMIT["openvino"]: lambda: bench.limit("openvino"),
+        LIMIT["bf16"]: lambda: bench.limit("openvino", "bf16"),
+        "detection only: inference_detector loop": bench.detector_loop,
+        "detection only: runner (onnxruntime)": lambda: bench.runner("onnxruntime", steps="[download,detect]"),
+    }
+
+
+def measure(bench: Bench, repeats: int, bf16: bool) -> dict:
+    """Medians of interleaved rounds over every contender, and the ratios."""
+    runs = contenders(bench)
+    if not bf16:  # this CPU has no native bf16: OpenVINO refuses it (say so, do not time an emulation)
+        runs = {k: v for k, v in runs.items() if "bf16" not in k}
+    print(f"warming up on {bench.folder.name} ({len(bench.paths)} images, {bench.threads} threads) ...", flush=True)
+    bench.record_inputs()
+    for name, run in runs.items():  # build models, export networks, fill the warm cache (not timed)
+        if name != "runner warm (all cached)":
+            run()
+        if name == COLD["onnxruntime"]:
+            bench.warm_cache = bench.last_cache
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    boxes: dict[str, int | None] = {}
+    names = list(runs)
+    for round_ in range(repeats):
+        order = names[round_ % len(names):] + names[:round_ % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            boxes[name] = runs[name]()
+            times[name].append(time.perf_counter() - start)
+        print(f"{bench.folder.name}: round {round_ + 1}/{repeats} done", flush=True)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    cold = median[COLD["onnxruntime"]]
+    ratios = {
+        "cold_vs_inferencer": median[INFERENCER] / cold,
+        "cold_vs_limit": cold / median[LIMIT["onnxruntime"]],
+        "openvino_vs_limit": median[COLD["openvino"]] / median[LIMIT["openvino"]],
+        "warm_vs_cold": median["runner warm (all cached)"] / cold,
+        "sweep_vs_cold": median["runner 8-job sweep (4 bbox_thr x 2 kpt_thr)"] / cold,
+    }
+    if bf16:
+        ratios["bf16_vs_inferencer"] = median[INFERENCER] / median[COLD["bf16"]]
+        ratios["bf16_vs_limit"] = median[COLD["bf16"]] / median[LIMIT["bf16"]]
+    return {"images": len(bench.paths), "seconds_median": median, "seconds_all": times, "boxes": boxes,
+            "ratios": ratios, "targets": targets(ratios)}
+
+
+def targets(ratios: dict) -> dict:
+    return {k: {"means": TARGETS[k][0], "target": f"{TARGETS[k][1]} {TARGETS[k][2]}", "value": round(v, 3),
+                "met": v >= TARGETS[k][2] if TARGETS[k][1] == ">=" else v <= TARGETS[k][2]}
+            for k, v in ratios.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=DATA / "coco", help="folder of .jpg images")
@@ -246,49 +348,26 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--skip-memory", action="store_true", help="no 100/1000-frame runs")
+    parser.add_argument("--no-mixed", action="store_true", help="only the shared images, not the mixed-size folder")
     opts = parser.parse_args(argv)
+    from runner.backends.openvino import capabilities
     from runner.checkpoints.safe_load import install_allow_list
     from runner.console import silence_library_noise
+    from runner.models import loading
     silence_library_noise()
     install_allow_list()  # MMPose's own loaders read the checkpoints with weights_only too
+    # every contender's models stay loaded between rounds, as MMPoseInferencer's do
+    loading.load_model = functools.lru_cache(maxsize=64)(loading.load_model.__wrapped__)
     torch.set_num_threads(opts.threads)
     work = Path(tempfile.mkdtemp(prefix="pose-runner-bench-"))
     ckpt = checkpoints(ROOT / ".cache" / "bench-checkpoints")
-    folder = input_folder(opts.images, opts.video, work)
-    bench = Bench(ckpt, folder, work, opts.threads)
-
-    contenders = {
-        "MMPoseInferencer (detector + pose)": bench.mmpose_inferencer,
-        "topdown_demo_with_mmdet loop": bench.topdown_demo_loop,
-        "runner cold, backend=pytorch": lambda: bench.runner("pytorch"),
-        "runner cold, backend=onnxruntime": lambda: bench.runner("onnxruntime"),
-        "runner warm (all cached)": bench.runner_warm,
-        "runner 8-job sweep (4 bbox_thr x 2 kpt_thr)": bench.sweep,
-        "limit: forward only, PyTorch": lambda: bench.limit("pytorch"),
-        "limit: forward only, ONNX Runtime": lambda: bench.limit("onnxruntime"),
-        "detection only: inference_detector loop": bench.detector_loop,
-        "detection only: runner (onnxruntime)": lambda: bench.runner(
-            "onnxruntime", steps="[download,detect]"),
-    }
-    # warm-up: build models, export ONNX, fill the warm cache (not timed)
-    print(f"warming up ({len(bench.paths)} images, {opts.threads} threads) ...", flush=True)
-    for name, run in contenders.items():
-        if name.startswith("runner warm"):
-            continue
-        run()
-        if name == "runner cold, backend=onnxruntime":
-            bench.warm_cache = bench.last_cache
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    boxes: dict[str, int | None] = {}
-    names = list(contenders)
-    for round_ in range(opts.repeats):
-        order = names[round_ % len(names):] + names[:round_ % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            boxes[name] = contenders[name]()
-            times[name].append(time.perf_counter() - start)
-        print(f"round {round_ + 1}/{opts.repeats} done", flush=True)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    bf16 = "BF16" in capabilities()
+    folders = {"shared images": input_folder(opts.images, opts.video, work)}
+    if not opts.no_mixed:
+        folders["mixed sizes"] = mixed_folder(opts.images, opts.video, work)
+    # each folder its own work folder: no run may find another folder's cache entries
+    results = {name: measure(Bench(ckpt, folder, work / "runs" / folder.name, opts.threads), opts.repeats, bf16)
+               for name, folder in folders.items()}
 
     memory = {}
     if not opts.skip_memory:
@@ -297,30 +376,15 @@ def main(argv=None) -> None:
             memory[frames] = peak_rss_mb([
                 "recipe=body_rtmpose", f"input={video}", "detect/model=whole_image", f"pose/model={POSE}",
                 f"+download.checkpoints.{POSE}={ckpt[POSE]}", f"cache.dir={work / f'mem{frames}'}",
-                f"backend.dir={work / 'onnx'}", f"hydra.run.dir={work / f'memout{frames}'}"])
-
-    inferencer = median["MMPoseInferencer (detector + pose)"]
-    cold = median["runner cold, backend=onnxruntime"]
-    ratios = {
-        "cold_vs_inferencer": inferencer / cold,
-        "cold_vs_limit": cold / median["limit: forward only, ONNX Runtime"],
-        "warm_vs_cold": median["runner warm (all cached)"] / cold,
-        "sweep_vs_cold": median["runner 8-job sweep (4 bbox_thr x 2 kpt_thr)"] / cold,
-    }
-    if memory:
-        ratios["rss_1000_vs_100"] = memory[1000] / memory[100]
+                f"backend.dir={work / 'runs' / 'inputs' / 'onnx'}", f"hydra.run.dir={work / f'memout{frames}'}"])
     report = {
         "command": "python -m benchmarks.compare " + " ".join(argv or sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": opts.threads,
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "device": "cpu"},
-        "images": len(bench.paths), "repeats": opts.repeats, "bbox_thr": BBOX_THR,
-        "models": {"detector": DETECTOR, "pose": POSE},
-        "seconds_median": median, "seconds_all": times, "boxes": boxes,
-        "peak_rss_mb": memory, "ratios": ratios,
-        "targets": {k: {"means": TARGETS[k][0], "target": f"{TARGETS[k][1]} {TARGETS[k][2]}",
-                        "value": round(v, 3), "met": v >= TARGETS[k][2] if TARGETS[k][1] == ">=" else v <= TARGETS[k][2]}
-                    for k, v in ratios.items()},
+                    "python": platform.python_version(), "torch": torch.__version__, "device": "cpu",
+                    "openvino_capabilities": capabilities()},
+        "repeats": opts.repeats, "bbox_thr": BBOX_THR, "models": {"detector": DETECTOR, "pose": POSE},
+        "folders": results, "peak_rss_mb": memory,
+        "memory_target": targets({"rss_1000_vs_100": memory[1000] / memory[100]}) if memory else {},
     }
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "compare.json").write_text(json.dumps(report, indent=2))
@@ -330,23 +394,27 @@ def main(argv=None) -> None:
 
 
 def markdown(report: dict) -> str:
-    median, boxes = report["seconds_median"], report["boxes"]
-    reference = median["MMPoseInferencer (detector + pose)"]
-    images = report["images"]
-    lines = [f"{images} images, {report['machine']['threads']} threads, {report['machine']['cpu']}; "
-             f"medians of {report['repeats']} interleaved rounds; detector {report['models']['detector']}, "
-             f"pose {report['models']['pose']}, bbox_thr {report['bbox_thr']}", "",
-             "| contender | median s | images/s | boxes | speed vs MMPoseInferencer |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for name, seconds in median.items():
-        lines.append(f"| {name} | {seconds:.2f} | {images / seconds:.2f} | "
-                     f"{boxes.get(name) if boxes.get(name) is not None else '-'} | {reference / seconds:.2f}x |")
+    machine = report["machine"]
+    lines = [f"{machine['threads']} threads, {machine['cpu']}; medians of {report['repeats']} interleaved rounds; "
+             f"detector {report['models']['detector']}, pose {report['models']['pose']}, "
+             f"bbox_thr {report['bbox_thr']}"]
+    for folder, result in report["folders"].items():
+        median, boxes, images = result["seconds_median"], result["boxes"], result["images"]
+        lines += ["", f"**{folder}** ({images} images)", "",
+                  "| contender | median s | images/s | boxes | speed vs MMPoseInferencer |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for name, seconds in median.items():
+            lines.append(f"| {name} | {seconds:.2f} | {images / seconds:.2f} | "
+                         f"{boxes.get(name) if boxes.get(name) is not None else '-'} | "
+                         f"{median[INFERENCER] / seconds:.2f}x |")
+        lines += ["", "| target | means | value | met |", "| --- | --- | ---: | --- |"]
+        for key, t in result["targets"].items():
+            lines.append(f"| {key} {t['target']} | {t['means']} | {t['value']:.3f} | {'yes' if t['met'] else 'no'} |")
     if report["peak_rss_mb"]:
         lines += ["", "| frames | peak RSS MB |", "| ---: | ---: |"]
         lines += [f"| {k} | {v:.0f} |" for k, v in report["peak_rss_mb"].items()]
-    lines += ["", "| target | means | value | met |", "| --- | --- | ---: | --- |"]
-    for key, t in report["targets"].items():
-        lines.append(f"| {key} {t['target']} | {t['means']} | {t['value']:.3f} | {'yes' if t['met'] else 'no'} |")
+        for key, t in report["memory_target"].items():
+            lines.append(f"\n{key} {t['target']}: {t['value']:.3f} ({'met' if t['met'] else 'not met'})")
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m pytest benchmarks/test_micro.py --benchmark-enable
 
-The pose network on a batch of 32 crops (PyTorch eager against ONNX Runtime),
+The pose network on a batch of 32 crops (PyTorch eager, ONNX Runtime, OpenVINO f32 and bf16),
 and what a warm run pays per item: a cache lookup and a content hash."""
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ from benchmarks.compare import DATA, POSE, ROOT, checkpoints
 BATCH = 32
 
 
+def _runs() -> list[tuple[str, str]]:
+    from runner.backends.openvino import capabilities
+    bf16 = [("openvino", "bf16")] if "BF16" in capabilities() else []  # only where the CPU has it
+    return [("pytorch", "f32"), ("onnxruntime", "f32"), ("openvino", "f32"), *bf16]
+
+
+RUNS = _runs()
+
+
 @pytest.fixture(scope="module")
 def pose_models(tmp_path_factory):
     from runner.checkpoints.safe_load import install_allow_list
@@ -24,8 +33,9 @@ def pose_models(tmp_path_factory):
     path = checkpoints(ROOT / ".cache" / "bench-checkpoints")[POSE]
     entry = load_entry(POSE)
     onnx = tmp_path_factory.mktemp("onnx")
-    return {backend: load_model("mmpose", str(entry.config), str(path), "bench", "cpu", backend, str(onnx),
-                                tuple(entry.input_size)) for backend in ("pytorch", "onnxruntime")}
+    return {(backend, precision): load_model("mmpose", str(entry.config), str(path), "bench", "cpu", backend,
+                                             str(onnx), tuple(entry.input_size), "bench", precision)
+            for backend, precision in RUNS}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +43,10 @@ def crops():
     return torch.randn(BATCH, 3, 256, 192)
 
 
-@pytest.mark.parametrize("backend", ["pytorch", "onnxruntime"])
-def test_pose_network_batch_of_32(benchmark, pose_models, crops, backend):
-    model = pose_models[backend]
-    forward = (lambda x: model.extract_feat(x).outputs) if backend == "onnxruntime" else model._forward
+@pytest.mark.parametrize("backend,precision", RUNS)
+def test_pose_network_batch_of_32(benchmark, pose_models, crops, backend, precision):
+    model = pose_models[backend, precision]
+    forward = model._forward if backend == "pytorch" else (lambda x: model.extract_feat(x).outputs)
     with torch.no_grad():
         outputs = benchmark(forward, crops)
     assert outputs[0].shape == (BATCH, 17, 384)
