@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -79,7 +80,12 @@ def test_a_ray_cluster_on_this_machine_gives_the_same_merge(models, unsharded, t
     plain, _ = unsharded
     ray = Path(sys.executable).parent / "ray"
     scratch = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(scratch)}
+    # token authentication, as Ray enables it by default wherever ~/.ray/auth_token exists
+    # (a client given an explicit address only uses it when told: RAY_AUTH_MODE=token)
+    token = scratch / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": str(scratch), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(token)}
     port = free_port()
     started = subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                               "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
