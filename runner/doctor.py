@@ -111,7 +111,7 @@ def check_opencv() -> Result:
 
 
 def check_backends() -> Result:
-    """What backend=auto picks here, and which reduced precisions this CPU runs natively."""
+    """The backends' versions, and the precisions this CPU runs natively."""
     import onnxruntime
     import openvino
     from runner.backends.openvino import capabilities

@@ -78,15 +78,32 @@ def merge_group(group: Group, out_dir: Path):
     return result, manifest
 
 
-def merge(folder: Path) -> list[tuple[Path, dict]]:
-    """Merge every sharded run of the multirun `folder`; returns (run folder, manifest) each."""
-    groups = sharded_groups(collect(folder))
-    if not groups:
-        raise RunnerError(f"{folder} holds no sharded jobs (shard.count > 1): nothing to merge")
+@dataclass
+class Merged:
+    """One sharded run's merge: its folder, and its manifest or why it failed."""
+    folder: Path
+    manifest: dict | None = None
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None and not self.manifest["incomplete_shards"] and \
+            self.manifest["status"] == "ok"
+
+    def line(self) -> str:
+        return f"error: {self.error}" if self.error else describe(self.folder, self.manifest)
+
+
+def merge_all(outcome: Outcome) -> list[Merged]:
+    """Merge every sharded run of a sweep (one failing does not stop the others)."""
+    groups = sharded_groups(outcome)
     merged = []
     for n, group in enumerate(groups):
-        out = folder / ("merged" if len(groups) == 1 else f"merged-{n}")
-        merged.append((out, merge_group(group, out)[1]))
+        out = outcome.folder / ("merged" if len(groups) == 1 else f"merged-{n}")
+        try:
+            merged.append(Merged(out, merge_group(group, out)[1]))
+        except RunnerError as err:
+            merged.append(Merged(out, error=str(err)))
     return merged
 
 
@@ -107,14 +124,12 @@ def main(argv=None) -> None:
     parser.add_argument("folder", type=Path, help="a multirun folder whose jobs are shards")
     args = parser.parse_args(argv)
     silence_library_noise()
-    try:
-        merged = merge(args.folder)
-    except RunnerError as err:
-        sys.exit(f"error: {err}")
-    for out, manifest in merged:
-        print(describe(out, manifest))
-    sys.exit(0 if all(not m["incomplete_shards"] and m["status"] == "ok" for _, m in merged) else 1)
-
+    merged = merge_all(collect(args.folder))
+    if not merged:
+        sys.exit(f"error: {args.folder} holds no sharded jobs (shard.count > 1): nothing to merge")
+    for result in merged:
+        print(result.line(), file=sys.stderr if result.error else sys.stdout)
+    sys.exit(0 if all(result.complete for result in merged) else 1)
 
 if __name__ == "__main__":
     main()

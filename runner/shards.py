@@ -10,13 +10,14 @@ not be read goes by its name, so exactly one shard reports it."""
 from __future__ import annotations
 
 from runner.hashing import sha256_bytes
+from runner.tracking import detection_block
 
 
 def shard_key(item, every: int = 1, frame_stride: int = 1) -> str:
     if not item.content_key:
         return sha256_bytes(item.name.encode())
     if item.frame_index is not None and every > 1 and item.video_key:
-        block = (item.frame_index // frame_stride) // every
+        block = detection_block(item.frame_index, frame_stride, every)
         return sha256_bytes(f"{item.video_key}:block:{block}".encode())
     return item.content_key
 

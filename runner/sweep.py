@@ -73,20 +73,10 @@ class SweepCallback(Callback):
 
     def _merge_shards(self, outcome: Outcome) -> None:
         """A sweep of shards ends with their merged run folder."""
-        from runner import merge
-        from runner.errors import RunnerError
-        groups = merge.sharded_groups(outcome)
-        for n, group in enumerate(groups):
-            out = outcome.folder / ("merged" if len(groups) == 1 else f"merged-{n}")
-            try:
-                _, manifest = merge.merge_group(group, out)
-            except RunnerError as err:
-                print(f"error: {err}")
-                SweepCallback.merge_failed = True
-                continue
-            print(merge.describe(out, manifest))
-            SweepCallback.merge_failed |= bool(manifest["incomplete_shards"] or manifest["status"] != "ok")
-
+        from runner.merge import merge_all
+        for result in merge_all(outcome):
+            print(result.line())
+            SweepCallback.merge_failed |= not result.complete
 
 def exit_status() -> int:
     """1 if the last sweep of this process had a job that was not ok (or its shards did not merge)."""

@@ -72,6 +72,16 @@ class Tracker:
         return ids
 
 
+def kept_position(frame_index: int, frame_stride: int) -> int:
+    """A frame's place among its video's kept frames (frame_stride)."""
+    return frame_index // frame_stride
+
+
+def detection_block(frame_index: int, frame_stride: int, every: int) -> int:
+    """The run of `every` kept frames, from a detection on, a frame belongs to."""
+    return kept_position(frame_index, frame_stride) // every
+
+
 class DetectEvery:
     """detect.every=N on a video: the detector runs on one frame in N, and on
     any frame whose previous frame has no pose to follow; between, each
@@ -83,15 +93,11 @@ class DetectEvery:
         self.last: tuple[str, int] | None = None  # (video, frame index) the previous poses are of
         self.previous = None
 
-    def position(self, frame_index: int) -> int:
-        """The frame's place among the video's kept frames (frame_stride)."""
-        return frame_index // self.stride
-
     def before(self, record) -> None:
         """Give a frame that is not due for the detector its boxes. Due: every
         N-th kept frame of its video, so a sharded run detects on the same frames."""
         item = record.item
-        if item.frame_index is None or not record.ok or self.position(item.frame_index) % self.every == 0:
+        if item.frame_index is None or not record.ok or kept_position(item.frame_index, self.stride) % self.every == 0:
             return
         follows = self.last == (item.name, item.frame_index - self.stride)
         if not follows or self.previous is None:
@@ -107,7 +113,3 @@ class DetectEvery:
         known = record.ok and item.frame_index is not None and record.poses_known()
         self.last = (item.name, item.frame_index) if item.frame_index is not None else None
         self.previous = [p for p in record.poses or []] if known else None
-
-    def block(self, frame_index: int) -> int:
-        """The run of N frames (from a detection on) a frame belongs to: shards keep them together."""
-        return self.position(frame_index) // self.every

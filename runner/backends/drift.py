@@ -1,6 +1,6 @@
 """How far a reduced-precision run drifts from float32 on the same checkpoints,
 images and boxes: the numbers BENCHMARKS.md publishes per precision and the
-bounds tests/test_openvino.py holds every precision to.
+bounds tests/test_backends.py holds every precision to.
 
 Pose drift compares instances one to one (runs given the same boxes, e.g.
 detect/model=from_file); detector drift matches each float32 box to the

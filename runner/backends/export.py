@@ -148,10 +148,15 @@ class _Computed:
         self.outputs = outputs
 
 
+def head_of(model):
+    """The head whose forward ends the network: MMPose's `head`, MMDetection's `bbox_head`."""
+    return getattr(model, "head", None) or model.bbox_head
+
+
 def swap_network(model, network):
     """Swap the network part of `model` (in place) for `network` (a callable:
     input batch -> the head's outputs, as model._forward returns them)."""
-    head = getattr(model, "head", None) or model.bbox_head
+    head = head_of(model)
     model.extract_feat = lambda inputs: _Computed(network(inputs))
     head.forward = lambda feats, *args, **kwargs: feats.outputs
     return model

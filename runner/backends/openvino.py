@@ -142,7 +142,11 @@ def calibration_images(folder) -> list[Path]:
 
 def calibration_digest(folder) -> str:
     """The calibration set's content (what an int8 network and its results depend on)."""
-    return digest(sorted(sha256_file(p) for p in calibration_images(folder)))
+    return _content(calibration_images(folder))
+
+
+def _content(images: list[Path]) -> str:
+    return digest(sorted(sha256_file(p) for p in images))
 
 
 class Calibration:
@@ -152,7 +156,7 @@ class Calibration:
 
     def __init__(self, folder: str, model, estimator_cls):
         self.paths = calibration_images(folder)
-        self.digest = calibration_digest(folder)
+        self.digest = _content(self.paths)
         self.model, self.estimator_cls = model, estimator_cls
 
     def inputs(self) -> list[torch.Tensor]:

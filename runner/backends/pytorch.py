@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from runner.backends.export import head_of
 from runner.errors import RunnerError
 
 DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16}
@@ -30,8 +31,7 @@ class AutocastNetwork:
         if precision not in DTYPES:
             raise RunnerError(f"backend.precision={precision} is not a PyTorch autocast type: use f32, bf16 or "
                               "f16 with backend=pytorch (int8 is backend=openvino's)")
-        head = getattr(model, "head", None) or model.bbox_head
-        self.extract, self.head = model.extract_feat, head.forward
+        self.extract, self.head = model.extract_feat, head_of(model).forward
         self.device_type = next(model.parameters()).device.type
         self.dtype = DTYPES[precision]
         if not torch.amp.is_autocast_available(self.device_type):
