@@ -3,7 +3,6 @@ or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline;
 a sweep's exit status comes from its jobs' manifests (runner.sweep)."""
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner import sweep
+from runner import signals, sweep
 from runner.config import validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
@@ -23,9 +22,10 @@ from runner.paths import CONF_DIR
 def hydra_entry(cfg: DictConfig) -> float | None:
     """One run (or one sweep job). A sweep job returns its metric (sweep.metric,
     or the evaluation's main one) for a sweeper that optimises (Optuna)."""
-    from runner.pipeline import execute, summary
+    from runner.pipeline import execute, one_line, summary
 
     silence_library_noise()  # again: a launcher may run this job in a process of its own (Ray, Slurm)
+    signals.install()  # and its signals: a job's manifest says `interrupted` under any launcher
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = execute(cfg, keep_records=False)
@@ -34,6 +34,11 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             sys.exit(f"error: {err}")
         # the job's manifest says it too; the other jobs go on
         print(f"error: {err}", file=sys.stderr)
+        return None
+    except Exception as err:  # a bug, out of memory: the job's manifest has it (`error`); the other jobs go on
+        if not in_sweep:
+            raise
+        print(f"error: {one_line(err)} (job {HydraConfig.get().job.num}; its manifest.json has it)", file=sys.stderr)
         return None
     print(summary(result, dry_run=bool(cfg.dry_run)))
     if result.failed and not in_sweep:
@@ -44,15 +49,9 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     return metrics["values"].get(cfg.sweep.metric or metrics["main"])
 
 
-def stop_on_sigterm(signum, frame) -> None:
-    """SIGTERM (what Slurm, Docker and kill send) stops a run as Ctrl-C does:
-    the manifest says `interrupted`, everything finished is kept."""
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     silence_library_noise()
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signals.install()
     try:
         cfg = validate_cli(sys.argv[1:])
         if cfg is not None:

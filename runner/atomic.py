@@ -8,10 +8,10 @@ Locks come in two kinds (cache.lock; `auto` picks by filesystem):
 - "os": filelock's OS lock (flock), released by the kernel when its holder
   dies. Right on local disks; not honoured by every network filesystem.
 - "create": a lock file made with O_CREAT|O_EXCL, which is atomic on NFS (v3
-  and later), Lustre and GPFS. Its holder refreshes the file's mtime while it
-  holds it; a waiter that sees the mtime unchanged for STALE_S seconds of its
+  and later), Lustre and GPFS. Its holder rewrites the file's content while it
+  holds it; a waiter that sees the content unchanged for STALE_S seconds of its
   own clock (no clock skew between machines matters) takes the holder for
-  dead and breaks the lock with an atomic rename, so one waiter wins.
+  dead and breaks the lock (CreateLock says how, without ever removing a live one).
 Waiting for a lock has a timeout, so a hung holder cannot block every job forever."""
 from __future__ import annotations
 
@@ -131,7 +131,16 @@ def lock_kind(path: Path) -> str:
 
 
 class CreateLock:
-    """A lock file created atomically (see the module's docstring)."""
+    """A lock file created atomically (see the module's docstring).
+
+    The holder writes its token and a beat count into the file, and rewrites
+    it every HEARTBEAT_S: waiters judge liveness by the file's content, read
+    by open() (NFS's close-to-open consistency makes that fresh, where cached
+    attributes such as the mtime may not be). A waiter that sees the same
+    content for STALE_S seconds of its own clock breaks the lock, under a
+    second create-lock (`<lock>.break`), and only if the file still holds the
+    content it judged stale: so a waiter can never remove a lock that another
+    waiter has just taken."""
     HEARTBEAT_S = 5.0
     STALE_S = 30.0
     _held: set = set()
@@ -140,7 +149,9 @@ class CreateLock:
 
     def __init__(self, path: Path):
         self.path = path
-        self._seen: tuple[float, float] | None = None  # (the holder's mtime, when we first saw it)
+        self.token = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}"
+        self.beats = 0
+        self._seen: dict[Path, tuple[str | None, float]] = {}  # file -> (its content, when we first saw it)
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -154,32 +165,63 @@ class CreateLock:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())) or 0.01)
                 continue
             with os.fdopen(fd, "w") as f:
-                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+                f.write(self._content())
             self._hold()
             return
 
     def release(self) -> None:
-        with CreateLock._guard:
+        with CreateLock._guard:  # no heartbeat rewrites it from here on
             CreateLock._held.discard(self)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if _read(self.path) == self._content():  # never remove a lock that is no longer ours
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def _content(self) -> str:
+        return f"{self.token} {self.beats}\n"
+
+    def beat(self) -> None:
+        """Show the holder is alive: new content (the beat count)."""
+        if _read(self.path) != self._content():
+            return  # broken by a waiter that took us for dead: do not re-create it
+        self.beats += 1
+        with contextlib.suppress(OSError), open(self.path, "w") as f:
+            f.write(self._content())
+
+    def _stale(self, path: Path, after: float) -> str | None:
+        """The content `path` has held unchanged for `after` seconds (None: alive, or gone)."""
+        content, now = _read(path), time.monotonic()
+        if content is None:
+            self._seen.pop(path, None)
+            return None
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != content:
+            self._seen[path] = (content, now)  # alive (or we just started watching)
+            return None
+        return content if now - seen[1] >= after else None
 
     def _break_if_stale(self) -> None:
+        stale = self._stale(self.path, self.STALE_S)
+        if stale is None:
+            return
+        breaker = self.path.with_name(self.path.name + ".break")
         try:
-            mtime = os.stat(self.path).st_mtime
-        except FileNotFoundError:
+            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:  # another waiter is breaking it (for microseconds), or died doing so
+            dead = self._stale(breaker, 4 * self.STALE_S)
+            if dead is not None and _read(breaker) == dead:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(breaker)
             return
-        now = time.monotonic()
-        if self._seen is None or self._seen[0] != mtime:
-            self._seen = (mtime, now)  # the holder is alive (or we just started watching)
-            return
-        if now - self._seen[1] < self.STALE_S:
-            return
-        stale = self.path.with_name(f"{self.path.name}.stale-{secrets.token_hex(4)}")
-        with contextlib.suppress(OSError):  # another waiter broke it first
-            os.rename(self.path, stale)
-            os.unlink(stale)
-        self._seen = None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.token + "\n")
+            if _read(self.path) == stale:  # still the dead holder's, not a new holder's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(breaker)
+        self._seen.pop(self.path, None)
 
     def _hold(self) -> None:
         with CreateLock._guard:
@@ -194,10 +236,18 @@ class CreateLock:
         while True:
             time.sleep(CreateLock.HEARTBEAT_S)
             with CreateLock._guard:
-                held = list(CreateLock._held)
-            for lock_ in held:
-                with contextlib.suppress(OSError):
-                    os.utime(lock_.path)
+                for lock_ in list(CreateLock._held):
+                    lock_.beat()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
 
 
 def lock(path: str | Path):

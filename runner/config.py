@@ -180,6 +180,21 @@ def quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def check_folders(args: list[str]) -> None:
+    """hydra.run.dir / hydra.sweep.dir, checked before Hydra writes into them:
+    a file, or a folder that holds anything but a run of ours, is refused."""
+    from runner.outputs import check_run_folder
+    for arg in args:
+        key, _, value = arg.partition("=")
+        value = value.strip("'\"")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            folder = Path(value).expanduser()
+            if key == "hydra.run.dir":
+                check_run_folder(folder)
+            elif folder.exists() and not folder.is_dir():
+                raise RunnerError(f"hydra.sweep.dir={value} is a file: pass a folder")
+
+
 def validate_cli(args: list[str]) -> DictConfig | None:
     """Compose and check every job the command line asks for (a sweep's
     included) before Hydra starts, so a bad recipe, model, key or value fails
@@ -191,6 +206,7 @@ def validate_cli(args: list[str]) -> DictConfig | None:
 
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in args):
         return None
+    check_folders(args)
     overrides = [a for a in args if not a.startswith("-")
                  and not a.lstrip("+~").startswith("hydra")]
     sweeper = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/sweeper=")), "basic")

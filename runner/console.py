@@ -67,6 +67,8 @@ def stage_table(result) -> str:
     rows = [[name, s["units"], s["cache_hits"], s["computed"], f"{s['seconds']:.2f}"]
             for name, s in result.stages.items()]
     text = table(["stage", "units", "cached", "computed", "seconds"], rows)
+    for line in result.manifest.get("warnings") or []:
+        text += f"\nwarning: {line}"
     empty = result.manifest.get("empty") or []
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
@@ -85,6 +87,8 @@ def stage_table(result) -> str:
 def metrics_line(metrics: dict) -> str:
     """`AP 0.712  AP .5 0.901 ... on 4 of 4 images (test_coco.json)`."""
     values = metrics["values"]
+    if not values:
+        return f"evaluate: {metrics.get('note', 'nothing scored')}"
     wanted = [metrics["main"], *(k for k in values if k.endswith(" AP")), "AP .5", "AP .75", "AR", "AUC", "EPE"]
     shown = [k for k in dict.fromkeys(wanted) if k in values]
     images = metrics["images"]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from runner import boxes
-from runner.coco import image_id
+from runner.coco import ImageIds
 from runner.errors import RunnerError
 from runner.hashing import sha256_file
 
@@ -48,16 +48,11 @@ class GroundTruth:
     sha256: str
     kind: str                      # "coco", "coco_wholebody" or "hand"
     data: dict = field(repr=False)
-    ids: dict = field(repr=False)  # file_name -> image id
-
-    @property
-    def image_ids(self) -> set:
-        return set(self.ids.values())
+    ids: ImageIds = field(repr=False)
 
     def match(self, name: str):
-        """The ground-truth image id of the input `name`, or None."""
-        found = image_id(name, self.ids)
-        return found if found in self.image_ids else None
+        """The ground-truth image id of the input `name`, or None (runner.coco's rule)."""
+        return self.ids.of(name)
 
     def subset(self, image_ids: set) -> dict:
         """The annotation file restricted to `image_ids` (a partial match is
@@ -98,8 +93,7 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
         kind = "hand"
     else:
         raise RunnerError(f"annotation file {path} has {count} keypoints per annotation; scoring supports {SUPPORTED}")
-    ids = {im["file_name"]: im["id"] for im in data["images"]}
-    return GroundTruth(path, sha256_file(path), kind, data, ids)
+    return GroundTruth(path, sha256_file(path), kind, data, ImageIds(data["images"], str(path)))
 
 
 # -- the metric ---------------------------------------------------------------------
@@ -188,12 +182,12 @@ def dataset_meta(spec: MetricSpec) -> dict:
 def build_coco_metric(spec: MetricSpec, ann_file: str, outfile_prefix: str):
     """The CocoMetric / CocoWholeBodyMetric of `spec` on `ann_file` (what
     tests also build directly, to check that we pass it the right data)."""
-    from mmpose.evaluation.metrics import CocoMetric
     (evaluator,) = spec.evaluators
     options = {k: v for k, v in evaluator.items() if k != "type"}
     if spec.body_of_wholebody:
         options["pred_converter"] = {"num_keypoints": 17, "mapping": [(i, i) for i in range(17)]}
-    cls = CocoMetric if evaluator["type"] == "CocoMetric" else wholebody_parts_metric()
+    body, wholebody = coco_metrics()
+    cls = body if evaluator["type"] == "CocoMetric" else wholebody
     metric = cls(ann_file=ann_file, outfile_prefix=outfile_prefix, **options)
     metric.dataset_meta = dataset_meta(spec)
     return metric
@@ -234,13 +228,14 @@ def _score_hands(spec: MetricSpec, gt: GroundTruth, predictions: list[Prediction
     match are left out and counted (`matched_instances` of `gt_instances`)."""
     from mmpose.registry import METRICS
     samples = hand_samples(gt, predictions)
-    values: dict[str, float] = {}
-    for evaluator in spec.evaluators:
+    # No ground-truth hand with a matched prediction: every one is a miss (PCK and
+    # AUC 0); EPE, a mean distance over matched hands, has nothing to average.
+    values: dict[str, float] = {} if samples else {"PCK": 0.0, "AUC": 0.0}
+    for evaluator in spec.evaluators if samples else ():
         metric = METRICS.build(copy.deepcopy(dict(evaluator)))
         metric.dataset_meta = dataset_meta(spec)
         metric.process([], samples)
-        values.update({k: float(v) for k, v in metric.compute_metrics(metric.results).items()} if samples
-                      else {})
+        values.update({k: float(v) for k, v in metric.compute_metrics(metric.results).items()})
     values["matched_instances"] = float(len(samples))
     values["gt_instances"] = float(sum(1 for a in gt.data["annotations"] if a["image_id"] in
                                        {p.image_id for p in predictions} and a.get("keypoints")))
@@ -276,32 +271,64 @@ def hand_samples(gt: GroundTruth, predictions: list[Prediction]) -> list[dict]:
 
 
 @functools.cache
-def wholebody_parts_metric():
-    """MMPose's CocoWholeBodyMetric, keeping each part's stats: MMPose runs the
-    same COCOeval per part but returns only the whole body's. (A class made on
-    first use: mmpose imports torch.)"""
-    from mmpose.evaluation.metrics import CocoWholeBodyMetric
+def coco_metrics() -> tuple[type, type]:
+    """MMPose's CocoMetric and CocoWholeBodyMetric, as they score, but:
+    - zero predictions is a result, not a crash (MMPose's compute_metrics unpacks
+      an empty list, and xtcocotools' loadRes refuses one): every ground-truth
+      instance is a miss, so AP and AR are 0 wherever the file has instances
+      (COCOeval's -1 where an area range has none, as with any predictions);
+    - the whole-body metric keeps each part's stats: MMPose runs the same
+      COCOeval per part but returns only the whole body's.
+    (Classes made on first use: mmpose imports torch.)"""
+    from mmpose.evaluation.metrics import CocoMetric, CocoWholeBodyMetric
+    from xtcocotools.coco import COCO
     from xtcocotools.cocoeval import COCOeval
 
-    class CocoWholeBodyPartsMetric(CocoWholeBodyMetric):
+    def results(coco, path: str):
+        """coco.loadRes(path), also for an empty results file."""
+        if json.loads(Path(path).read_text()):
+            return coco.loadRes(path)
+        empty = COCO()
+        empty.dataset = {"images": list(coco.dataset["images"]), "annotations": [],
+                         "categories": copy.deepcopy(coco.dataset.get("categories", []))}
+        empty.createIndex()
+        return empty
+
+    def stats(metric, coco_det, iou_type: str, sigmas) -> list[float]:
+        coco_eval = COCOeval(metric.coco, coco_det, iou_type, sigmas, use_area=metric.use_area)
+        coco_eval.params.useSegm = None
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        return list(coco_eval.stats)
+
+    class NothingFound:
+        def compute_metrics(self, results: list) -> dict:
+            if results:
+                return super().compute_metrics(results)
+            Path(f"{self.outfile_prefix}.keypoints.json").write_text("[]")
+            return dict(self._do_python_keypoint_eval(self.outfile_prefix))
+
+    class Body(NothingFound, CocoMetric):
+        def _do_python_keypoint_eval(self, outfile_prefix: str) -> list:
+            coco_det = results(self.coco, f"{outfile_prefix}.keypoints.json")
+            return list(zip(COCO_STATS, stats(self, coco_det, self.iou_type, self.dataset_meta["sigmas"])))
+
+    class WholeBodyParts(NothingFound, CocoWholeBodyMetric):
         """The whole body's stats keep MMPose's names (AP, AR, ...); a part's
         are prefixed with its name (body AP, left_hand AR, ...)."""
 
         def _do_python_keypoint_eval(self, outfile_prefix: str) -> list:
-            coco_det = self.coco.loadRes(f"{outfile_prefix}.keypoints.json")
+            coco_det = results(self.coco, f"{outfile_prefix}.keypoints.json")
             sigmas = self.dataset_meta["sigmas"]
             cuts = np.cumsum([0, self.body_num, self.foot_num, self.face_num, self.left_hand_num,
                               self.right_hand_num])
             out = []
             for i, (part, iou_type) in enumerate(WHOLEBODY_PARTS):
                 part_sigmas = sigmas if part == "whole" else sigmas[cuts[i]:cuts[i + 1]]
-                coco_eval = COCOeval(self.coco, coco_det, iou_type, part_sigmas, use_area=self.use_area)
-                coco_eval.params.useSegm = None
-                coco_eval.evaluate()
-                coco_eval.accumulate()
-                coco_eval.summarize()
                 prefix = "" if part == "whole" else f"{part} "
-                out += [(f"{prefix}{name}", value) for name, value in zip(COCO_STATS, coco_eval.stats)]
+                out += [(f"{prefix}{name}", value) for name, value in
+                        zip(COCO_STATS, stats(self, coco_det, iou_type, part_sigmas))]
             return out
 
-    return CocoWholeBodyPartsMetric
+    return Body, WholeBodyParts

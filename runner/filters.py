@@ -8,6 +8,8 @@ with NaN where a keypoint is missing, and the frame rate. Filters run on each
 stretch of consecutive valid samples separately, so a gap never smears."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -110,17 +112,63 @@ def hampel(xy: np.ndarray, window: int = 7, n_sigmas: float = 3.0) -> tuple[np.n
 METHODS = ("one_euro", "butterworth", "median", "none")
 
 
-def smooth_track(xy: np.ndarray, fps: float, cfg) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Smoothed:
+    """A track's smoothing: `xy` (T, K, 2), the filter's output where `smoothed`
+    (T, K) is True and the sample itself elsewhere; `filled` (T, K), the samples
+    interpolated into short gaps; `why_not`, why samples were left unsmoothed."""
+    xy: np.ndarray
+    filled: np.ndarray
+    smoothed: np.ndarray
+    why_not: str | None = None
+
+
+def needs(cfg, fps: float) -> tuple[int | None, str | None]:
+    """(the fewest frames in a row the filter can smooth, why shorter runs are
+    not smoothed); (None, why) when it can smooth none at all."""
+    method = str(cfg.method)
+    if method == "one_euro":
+        return 2, "One-Euro needs 2 frames in a row"
+    if method == "butterworth":
+        if float(cfg.cutoff_hz) >= fps / 2:
+            return None, (f"butterworth cutoff_hz={float(cfg.cutoff_hz):g} is at or above the Nyquist frequency "
+                          f"({fps / 2:g} Hz) of the kept frames ({fps:g} fps): lower smooth.cutoff_hz or frame_stride")
+        pad = 3 * (int(cfg.order) + 1)  # filtfilt's padding for butter(order)
+        return pad + 1, f"butterworth of order {int(cfg.order)} needs more than {pad} frames in a row"
+    if method == "median":
+        window = int(cfg.window) | 1
+        if window <= 1:
+            return None, "smooth.window=1: a median of one frame smooths nothing"
+        return window, f"a median over smooth.window={window} frames needs {window} frames in a row"
+    return None, None  # method none: nothing to say
+
+
+def smooth_track(xy: np.ndarray, fps: float, cfg) -> Smoothed:
     """The smoothing the config asks for (smooth.*): fill short gaps, reject
-    outliers (smooth.hampel), then filter. Returns (smoothed xy, interpolated mask)."""
+    outliers (smooth.hampel), then filter each run of valid samples the
+    filter can take (needs()); the others keep their own values."""
     xy, filled = fill_gaps(xy, int(cfg.max_gap))
     if cfg.hampel:
         xy, _ = hampel(xy, int(cfg.window), float(cfg.hampel_sigmas))
     method = str(cfg.method)
     if method == "one_euro":
-        xy = one_euro(xy, fps, float(cfg.min_cutoff), float(cfg.beta))
+        out = one_euro(xy, fps, float(cfg.min_cutoff), float(cfg.beta))
     elif method == "butterworth":
-        xy = butterworth(xy, fps, float(cfg.cutoff_hz), int(cfg.order))
+        out = butterworth(xy, fps, float(cfg.cutoff_hz), int(cfg.order))
     elif method == "median":
-        xy = median(xy, int(cfg.window))
-    return xy, filled
+        out = median(xy, int(cfg.window))
+    else:
+        out = xy.copy()
+    least, why = needs(cfg, fps)
+    smoothed = np.zeros(xy.shape[:2], bool)
+    for k in range(xy.shape[1]):
+        for start, stop in runs(~np.isnan(xy[:, k, 0])):
+            smoothed[start:stop, k] = least is not None and stop - start >= least
+    out[~smoothed] = xy[~smoothed]
+    valid = ~np.isnan(xy[..., 0])
+    return Smoothed(out, filled, smoothed, why if (valid & ~smoothed).any() else None)
+
+
+def longest_run(valid: np.ndarray) -> int:
+    """The longest run of True along the first axis, over the keypoints of (T, K)."""
+    return max((stop - start for k in range(valid.shape[1]) for start, stop in runs(valid[:, k])), default=0)

@@ -37,7 +37,7 @@ def write_openpose(path: Path, people: list[dict]) -> None:
 
 
 TABLE_COLUMNS = ("video", "frame", "time_s", "track_id", "keypoint", "x", "y", "score", "x_smooth", "y_smooth",
-                 "interpolated")
+                 "smoothed", "interpolated")
 
 
 class TableWriter:

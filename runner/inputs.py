@@ -10,12 +10,13 @@ import itertools
 import os
 import queue
 import re
+import stat
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -88,12 +89,22 @@ class Reading:
     frame_stride: int = 1           # keep every Nth frame
     max_pixels: int | None = None   # refuse larger images before decoding
     recursive: bool = False         # walk sub-folders
+    # (video sha256, frame index) -> whether this job wants the frame (a shard's
+    # share); the others are skipped undecoded, as frame_stride's are
+    wanted: Callable[[str, int], bool] | None = field(default=None, compare=False)
+
+    def max_file_bytes(self) -> int | None:
+        """No image of max_pixels pixels takes more bytes than this (8 bytes a
+        pixel: 16-bit RGBA, uncompressed, plus a header)."""
+        return None if self.max_pixels is None else self.max_pixels * 8 + (1 << 20)
 
 
 class Source:
-    """An ordered stream of items."""
+    """An ordered stream of items. `warnings`: what did not read as declared
+    (a video cut short), one line each, known once the stream has ended."""
     kind: str = ""
     name: str = ""
+    warnings: list[str]
 
     def __iter__(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -126,6 +137,7 @@ class Files(Source):
     def __init__(self, paths: list[Path], root: Path | None, hasher: FileHasher | None, reading: Reading):
         self.paths, self.root, self.hasher, self.reading = paths, root, hasher, reading
         self.name = str(root if root is not None else paths[0])
+        self.warnings = []
 
     def __len__(self) -> int:
         return len(self.paths)  # files: a video counts once
@@ -135,20 +147,29 @@ class Files(Source):
         return [path.relative_to(self.root).as_posix() if self.root else path.name for path in self.paths]
 
     def __iter__(self) -> Iterator[Item]:
+        self.warnings = []
         for path, name in zip(self.paths, self.names()):
-            if path.suffix.lower() in VIDEO_EXTS:
+            refused = not_a_file(path)
+            if refused:
+                yield Item(id=name, name=name, source=str(path), content_key="", error=refused)
+            elif path.suffix.lower() in VIDEO_EXTS:
                 yield from self._video(path, name)
             else:
                 yield self._image(path, name)
 
     def _image(self, path: Path, name: str) -> Item:
+        limit, most = self.reading.max_pixels, self.reading.max_file_bytes()
         try:
+            size = path.stat().st_size
+            if most is not None and size > most:
+                return Item(id=name, name=name, source=str(path), content_key="",
+                            error=f"image {path} is {size:,} bytes, more than any image of max_pixels={limit:,} "
+                                  "pixels takes: not read; shrink it, or raise max_pixels if it is real")
             data = path.read_bytes()
-        except OSError as err:  # permissions, a broken link, a link loop, a folder named x.jpg
+        except OSError as err:  # permissions, a broken link, a link loop
             return Item(id=name, name=name, source=str(path), content_key="",
                         error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
         key = sha256_bytes(data)
-        limit = self.reading.max_pixels
         pixels = declared_pixels(data) if limit else None
         if pixels is not None and pixels > limit:
             return Item(id=name, name=name, source=str(path), content_key=key,
@@ -163,6 +184,22 @@ class Files(Source):
             yield Item(id=name, name=name, source=str(path), content_key="", error=str(err))
             return
         yield from video
+        self.warnings += video.warnings
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not read (a FIFO, device or socket named x.jpg would block
+    a read forever, or never end), if it is not a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # unreadable: reading it says why
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    return f"{path} is {kind}, not a file: not read; remove it from the input folder"
 
 
 class VideoFrames(Source):
@@ -171,6 +208,10 @@ class VideoFrames(Source):
     def __init__(self, path: Path, hasher: FileHasher, reading: Reading, name: str | None = None):
         self.path, self.reading = path, reading
         self.name, self.item_name = str(path), name or path.name
+        self.warnings = []
+        refused = not_a_file(path)
+        if refused:
+            raise RunnerError(refused)
         try:
             self.video_key = hasher.sha256(path)
         except OSError as err:
@@ -188,41 +229,59 @@ class VideoFrames(Source):
         return min(n, self.reading.max_frames) if self.reading.max_frames else n
 
     def __iter__(self) -> Iterator[Item]:
+        self.warnings = []
         cap = cv2.VideoCapture(str(self.path))
-        decoded = 0
-        for index, frame in read_frames(cap, self.reading):
+        wanted = self.reading.wanted
+        frames = read_frames(cap, self.reading, None if wanted is None else lambda i: wanted(self.video_key, i))
+        for index, frame in frames:
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
-            decoded += 1
             yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=str(self.path),
                        content_key=key, frame_index=index, fps=self.fps, video_key=self.video_key, _image=frame)
-        if not decoded and self.reading.max_frames != 0:
+        if not frames.read and self.reading.max_frames != 0:
             yield Item(id=self.item_name, name=self.item_name, source=str(self.path), content_key="",
                        error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
                              "corrupt or their codec is not supported by OpenCV; convert it (e.g. to H.264 .mp4)")
+        elif frames.ended and frames.read < self.frame_count:
+            self.warnings.append(f"video {self.item_name}: decoded {frames.read} of {self.frame_count} declared "
+                                 "frames (the file is cut short or damaged); the frames after them are missing")
 
     def describe(self) -> dict:
         return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
 
 
-def read_frames(cap, reading: Reading) -> Iterator[tuple[int, np.ndarray]]:
+class read_frames:
     """(index, frame) of every frame_stride-th frame of an opened
-    cv2.VideoCapture, until it ends or max_frames are kept; releases it."""
-    kept = 0
-    try:
-        for index in itertools.count():
-            if reading.max_frames is not None and kept >= reading.max_frames:
-                break
-            if index % reading.frame_stride:
-                if not cap.grab():  # skipped frames are not decoded
+    cv2.VideoCapture (and of those `wanted(index)` keeps), until it ends or
+    max_frames are kept; releases it. Frames not kept are skipped undecoded.
+    Afterwards: `read`, how many frames the video gave (kept or not), and
+    `ended`, whether it gave out before max_frames stopped the reading."""
+
+    def __init__(self, cap, reading: Reading, wanted: Callable[[int], bool] | None = None):
+        self.cap, self.reading, self.wanted = cap, reading, wanted
+        self.read, self.ended = 0, False
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        kept, cap, reading = 0, self.cap, self.reading
+        try:
+            for index in itertools.count():
+                if reading.max_frames is not None and kept >= reading.max_frames:
+                    return
+                if index % reading.frame_stride or (self.wanted is not None and not self.wanted(index)):
+                    if not cap.grab():  # skipped frames are not decoded
+                        break
+                    self.read += 1
+                    if index % reading.frame_stride == 0:
+                        kept += 1  # another job's frame: counted against max_frames all the same
+                    continue
+                ok, frame = cap.read()
+                if not ok:
                     break
-                continue
-            ok, frame = cap.read()
-            if not ok:
-                break
-            kept += 1
-            yield index, frame
-    finally:
-        cap.release()
+                self.read += 1
+                kept += 1
+                yield index, frame
+            self.ended = True
+        finally:
+            cap.release()
 
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -241,6 +300,7 @@ class LiveFrames(Source):
             self.name = target
             self.item_name = re.sub(r"[^A-Za-z0-9._-]+", "_", target.split("://", 1)[1]).strip("_") or "stream"
         self.fps = 25.0
+        self.warnings = []
 
     def __iter__(self) -> Iterator[Item]:
         level = cv2.utils.logging.getLogLevel()

@@ -32,12 +32,12 @@ class Group:
     count: int
     jobs: dict[int, Job] = field(default_factory=dict)  # shard index -> job
 
-    @property
-    def config(self) -> dict:
-        """A finished shard's resolved config (every shard's is the same but its index)."""
+    def recorded(self) -> dict:
+        """A finished shard's manifest: its resolved config (every shard's is the
+        same but its index), device and backend (what the shards' keys were made with)."""
         for job in self.jobs.values():
-            if job.manifest and job.manifest.get("config"):
-                return job.manifest["config"]
+            if job.manifest and job.manifest.get("config") and job.manifest.get("backend"):
+                return job.manifest
         raise RunnerError("no shard of this run wrote a manifest (none started): re-run the sweep, then merge")
 
     def shards(self) -> list[dict]:
@@ -65,12 +65,17 @@ def sharded_groups(outcome: Outcome) -> list[Group]:
 
 
 def merge_group(group: Group, out_dir: Path):
+    """The unsharded run over the shards' cache entries, in the shards'
+    recorded environment: never re-decided on this host (a GPU cluster's
+    shards merged on a CPU-only submit host), never refreshed."""
     from runner.pipeline import execute
-    cfg = OmegaConf.create(group.config)
+    recorded = group.recorded()
+    cfg = OmegaConf.create(recorded["config"])
     cfg.shard.count, cfg.shard.index = 1, 0
-    cfg.output.dir, cfg.cache.no_models, cfg.dry_run = str(out_dir), True, False
+    cfg.output.dir, cfg.cache.no_models, cfg.cache.refresh, cfg.dry_run = str(out_dir), True, False, False
     try:
-        result = execute(cfg, keep_records=False)
+        result = execute(cfg, keep_records=False,
+                         environment={"device": recorded["device"], "backend": recorded["backend"]})
     except RunnerError as err:
         raise RunnerError(f"cannot merge the shards into {out_dir}: {err}") from None
     manifest = {**result.manifest, "merged_from": group.shards(), "incomplete_shards": group.incomplete()}
@@ -95,8 +100,9 @@ class Merged:
 
 
 def merge_all(outcome: Outcome) -> list[Merged]:
-    """Merge every sharded run of a sweep (one failing does not stop the others)."""
-    groups = sharded_groups(outcome)
+    """Merge every sharded run of a sweep (one failing does not stop the others;
+    a dry run's shards computed nothing: there is nothing to merge)."""
+    groups = [g for g in sharded_groups(outcome) if not any((j.manifest or {}).get("dry_run") for j in g.jobs.values())]
     merged = []
     for n, group in enumerate(groups):
         out = outcome.folder / ("merged" if len(groups) == 1 else f"merged-{n}")

@@ -13,17 +13,17 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from runner import atomic, console
+from runner import atomic, console, signals
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver
 from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
-from runner.inputs import Reading, Source, open_source, prefetch
-from runner.models.loading import choose_backend, resolve_device, set_threads
-from runner.outputs import RunFolder
-from runner.shards import in_shard
+from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
+from runner.models.loading import Backend, choose_backend, resolve_device, set_threads
+from runner.outputs import RunFolder, check_run_folder, claim_run_folder
+from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts, record_dict
 from runner.tracking import DetectEvery
@@ -50,9 +50,11 @@ class RunResult:
 
 
 class RunContext:
-    """What every stage of one run shares."""
+    """What every stage of one run shares. `environment` is a run's recorded
+    device and backend (its manifest's): a merge or replay reuses them, so
+    its cache keys are the ones the recorded run made, whatever this host has."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path | None):
+    def __init__(self, cfg: DictConfig, out_dir: Path | None, environment: dict | None = None):
         self.cfg = cfg
         self.outputs = RunFolder(out_dir) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
@@ -66,12 +68,28 @@ class RunContext:
         self.hasher = FileHasher(cache_dir / "memo")
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
-        self.device = resolve_device(cfg.device)
-        self.backend = choose_backend(cfg.backend, self.device)
+        if environment:
+            self.device, self.backend = environment["device"], Backend.recorded(environment["backend"])
+        else:
+            self.device = resolve_device(cfg.device)
+            self.backend = choose_backend(cfg.backend, self.device)
         self.steps = steps(cfg)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
         self.checkpoints: dict[str, Checkpoint | None] = {}
+        self._ground_truth = None
+
+    def ground_truth(self):
+        """eval.ann_file, read once (None without one)."""
+        if self._ground_truth is None and self.cfg.eval.ann_file:
+            from runner.evaluation import load_ground_truth
+            self._ground_truth = load_ground_truth(self.cfg.eval.ann_file)
+        return self._ground_truth
+
+    def image_ids(self):
+        """The run's COCO image ids: eval.ann_file's when there is one."""
+        gt = self.ground_truth()
+        return gt.ids if gt is not None else None
 
     def model_roles(self) -> list[str]:
         """The steps that run a model with a checkpoint ("detect", "pose")."""
@@ -107,49 +125,72 @@ def steps(cfg: DictConfig) -> list[str]:
 
 def reading(cfg: DictConfig) -> Reading:
     return Reading(max_frames=cfg.max_frames, frame_stride=int(cfg.frame_stride), max_pixels=cfg.max_pixels,
-                   recursive=bool(cfg.recursive))
+                   recursive=bool(cfg.recursive), wanted=frames_in_shard(cfg))
 
 
-def execute(cfg: DictConfig, keep_records: bool = True) -> RunResult:
-    """Run a composed config; files go to cfg.output.dir (none in a dry run).
-    The run folder gets a manifest whatever happens: `ok`, `failed` (some items
-    failed), `error` (the run stopped on a RunnerError) or `interrupted`."""
-    out_dir = None if cfg.dry_run or cfg.output.dir is None else Path(str(cfg.output.dir))
-    run = Run(cfg, out_dir, keep_records)
+def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None = None) -> RunResult:
+    """Run a composed config; files go to cfg.output.dir. The run folder gets a
+    manifest when the run starts (`running`) and whatever happens after:
+    `ok`, `failed` (some items failed), `error` (the run stopped: a RunnerError,
+    or any other exception, with its message) or `interrupted` (Ctrl-C, SIGTERM,
+    a preemption). A dry run writes only its manifest (`dry_run: true`), and
+    none into a folder that holds a run. `environment`: see RunContext."""
+    folder = None if cfg.output.dir is None else Path(str(cfg.output.dir))
+    dry = bool(cfg.dry_run)
+    run = Run(cfg, None if dry else folder, keep_records, environment)
+    write_to = folder
+    if dry and folder is not None and check_run_folder(folder) is not None:
+        write_to = None  # a dry run never touches a run's files
     status, error = "interrupted", None
     try:
+        if folder is not None and not dry:
+            run.previous = claim_run_folder(folder)
+            atomic.write_json(folder / "manifest.json", run.manifest("running", None), indent=2)
         run.go()
         status = "failed" if run.failed else "ok"
     except RunnerError as err:
         status, error = "error", str(err)
         raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # a bug, out of memory, a CUDA error; or a launcher's own stop (SystemExit)
+        if signals.received is None and not isinstance(err, SystemExit):
+            status, error = "error", one_line(err)
+        raise
     finally:
         manifest = run.manifest(status, error)
-        if out_dir is not None:
-            atomic.write_json(out_dir / "manifest.json", manifest, indent=2)
-    return RunResult(run.records, manifest, out_dir, run.failed)
+        if write_to is not None:
+            write_to.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(write_to / "manifest.json", manifest, indent=2)
+    return RunResult(run.records, manifest, write_to, run.failed)
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: its type and the last line of its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else repr(err)}"
 
 
 class Run:
     """One run's state as it streams the input through the stages."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path | None, keep_records: bool):
-        self.cfg, self.out_dir, self.keep_records = cfg, out_dir, keep_records
+    def __init__(self, cfg: DictConfig, out_dir: Path | None, keep_records: bool, environment: dict | None = None):
+        self.cfg, self.out_dir, self.keep_records, self.environment = cfg, out_dir, keep_records, environment
         self.started = datetime.now(timezone.utc)
         self.ctx: RunContext | None = None
         self.stages: list[Stage] = []
         self.records: list[dict] = []
         self.failed: list[dict] = []
         self.empty: list[str] = []  # items where nothing was found (no whole-image fallback)
-        self.inputs: dict[str, str] = {}  # input name -> sha256 of what was read (the manifest's, and replay's, record)
+        # every input the run read or tried to: name -> {sha256, error} (the manifest's, and replay's, record)
+        self.inputs: dict[str, dict] = {}
+        self.previous: dict | None = None  # the earlier run this run's folder held (claim_run_folder)
 
     def go(self) -> None:
         cfg = self.cfg
         check_values(cfg)
         set_threads(cfg.device.get("threads"))
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.ctx = ctx = RunContext(cfg, self.out_dir)
+        self.ctx = ctx = RunContext(cfg, self.out_dir, self.environment)
         set_up: list[Stage] = []
         try:
             self.stages = [build_stage(ctx, step) for step in ctx.steps]
@@ -209,8 +250,9 @@ class Run:
 
     def _done(self, record: Record, parts: dict) -> None:
         item = record.item
-        if item.name not in self.inputs and (item.video_key or item.content_key or item.frame_index is not None):
-            self.inputs[item.name] = item.video_key or ("" if item.frame_index is not None else item.content_key)
+        if item.name not in self.inputs and not item.source.startswith(("webcam:", *STREAM_SCHEMES)):
+            sha = item.video_key or (item.content_key if item.frame_index is None else None)
+            self.inputs[item.name] = {"sha256": sha or None, **({"error": item.error} if item.error else {})}
         if record.error:
             self.failed.append({"id": record.item.id, "error": record.error})
         elif record.boxes is not None and len(record.boxes) == 0:
@@ -225,22 +267,27 @@ class Run:
         return {
             "status": status,
             **({"error": error} if error else {}),
+            **({"signal": signals.received} if status == "interrupted" and signals.received else {}),
+            **({"dry_run": True} if cfg.dry_run else {}),
             "recipe": str(cfg.recipe.name),
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": sys.argv,
             "config": OmegaConf.to_container(cfg, resolve=True),
             "versions": {**versions(*STACK), "python": platform.python_version()},
-            "device": ctx.device if ctx else None,
-            "backend": ctx.backend.describe() if ctx else None,
+            "device": ctx.device if ctx else (self.environment or {}).get("device"),
+            "backend": ctx.backend.describe() if ctx else (self.environment or {}).get("backend"),
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},
-            "input": {**source.describe(), "items": [{"id": k, "sha256": v} for k, v in self.inputs.items()]}
+            "input": {**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]}
             if source else None,
             "stages": {s.name: s.stats.as_dict() for s in self.stages},
             "failed": self.failed,
             "empty": self.empty,
+            "warnings": [*(source.warnings if source else []),
+                         *(w for stage in self.stages for w in stage.warnings())],
+            **({"previous_run": self.previous} if self.previous else {}),
             **{k: v for stage in self.stages for k, v in stage.manifest_fields().items()},
         }
 

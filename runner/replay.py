@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,16 +40,18 @@ def load_manifest(run_dir: Path) -> dict:
 
 def check_inputs(recorded: dict, cfg) -> None:
     """The input is byte for byte what the run read: every file it lists (an
-    image, a video, a folder's images and videos), and no new one in a folder."""
+    image, a video, a folder's images and videos; one it could not read is
+    there still), and no new one in a folder."""
     kind, where = recorded["kind"], Path(recorded["path"])
     if kind == "live":
         raise RunnerError(f"a run on {where} (webcam or stream) cannot be replayed: its frames are gone")
     folder = where.is_dir()
-    names = {item["id"]: item["sha256"] for item in recorded["items"]}
-    for name, sha in names.items():
+    names = {item["id"]: item for item in recorded["items"]}
+    for name, item in names.items():
         path = where / name if folder else where
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise RunnerError(f"input {path} is gone: replay needs the same input")
+        sha = item.get("sha256")
         if sha and (found := sha256_file(path)) != sha:
             raise RunnerError(f"input {path} changed since the run (sha256 {sha[:12]} -> {found[:12]})")
     if folder and int(cfg.shard.count) == 1:  # a shard's items are a share of the folder's
@@ -60,12 +63,12 @@ def check_inputs(recorded: dict, cfg) -> None:
                               f"(e.g. {added[0]}): replay needs the same input")
 
 
-def check_checkpoints(cfg, recorded: dict) -> None:
+def check_checkpoints(cfg, manifest: dict) -> None:
     """Each model's checkpoint (resolved as a run resolves it) has the run's sha256."""
     from runner.pipeline import RunContext
-    ctx = RunContext(cfg, None)
+    ctx = RunContext(cfg, None, environment(manifest))
     try:
-        for role, was in recorded.items():
+        for role, was in (manifest.get("checkpoints") or {}).items():
             if was is None:
                 continue
             now = ctx.checkpoint(role)
@@ -74,6 +77,21 @@ def check_checkpoints(cfg, recorded: dict) -> None:
                                   f"{now.sha256[:12]}, the run used {was['sha256'][:12]} ({was['file']})")
     finally:
         ctx.pool.shutdown()
+
+
+def environment(manifest: dict) -> dict:
+    """The device and backend the run used (a replay never re-decides them),
+    or a line saying why this machine cannot use them."""
+    device, backend = manifest.get("device"), manifest.get("backend")
+    if not device or not backend:
+        raise RunnerError("the manifest records no device or backend (the run stopped before it started): "
+                          "nothing to replay")
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise RunnerError(f"the run used {device}, and this machine has no GPU torch can use: replay it on a "
+                              "machine with one (its cache entries are keyed by the device)")
+    return {"device": device, "backend": backend}
 
 
 def drift(old_dir: Path, new_dir: Path) -> list[list]:
@@ -115,8 +133,8 @@ def replay(run_dir: Path, out_dir: Path, refresh: bool = False):
     cfg = OmegaConf.create(manifest["config"])
     cfg.output.dir, cfg.cache.refresh, cfg.dry_run = str(out_dir), bool(refresh), False
     check_inputs(manifest["input"], cfg)
-    check_checkpoints(cfg, manifest.get("checkpoints") or {})
-    result = execute(cfg, keep_records=False)
+    check_checkpoints(cfg, manifest)
+    result = execute(cfg, keep_records=False, environment=environment(manifest))
     return result, drift(run_dir, out_dir)
 
 

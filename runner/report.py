@@ -37,13 +37,16 @@ def overrides(job: Job) -> dict[str, str]:
 def row(job: Job) -> dict:
     manifest = job.manifest or {}
     stages = manifest.get("stages", {})
-    out = {"job": job.folder.name, "status": job.status, **overrides(job)}
+    out = {"job": job.folder.name, "status": job.status + (" (dry run)" if manifest.get("dry_run") else ""),
+           **overrides(job)}
     out.update((manifest.get("metrics") or {}).get("values", {}))
     out["seconds"] = round(sum(s.get("seconds", 0) for s in stages.values()), 3)
     for name in STAGES:
         if name in stages:
             out.update({f"{name} seconds": stages[name]["seconds"], f"{name} cached": stages[name]["cache_hits"],
                         f"{name} computed": stages[name]["computed"]})
+            if manifest.get("dry_run"):  # a dry run computes nothing: what it would
+                out[f"{name} to compute"] = sum(stages[name].get("would_compute", {}).values())
     failed = manifest.get("failed") or []
     error = manifest.get("error") or ("; ".join(f"{f['id']}: {f['error']}" for f in failed[:3]) if failed else "")
     out["error"] = error if job.manifest else "the job wrote no manifest (killed?)"
@@ -59,6 +62,8 @@ class Report:
     best: dict | None
 
     def describe_best(self) -> str:
+        if self.rows and all(str(r["status"]).endswith("(dry run)") for r in self.rows):
+            return "none: a dry run runs no model (each row says what its job would compute)"
         if self.best is None:
             return f"no job finished ok with a value for {self.metric}"
         setting = " ".join(f"{k}={self.best[k]}" for k in self.swept) or "(no swept values)"
@@ -106,7 +111,8 @@ def markdown(report: Report) -> str:
     shown = ["job", "status", *report.swept, report.metric,
              *[k for k in ("AP", "AR", "PCK", "AUC", "EPE") if k != report.metric
                and any(k in r for r in report.rows)], "seconds",
-             *[f"{s} computed" for s in ("detect", "pose") if any(f"{s} computed" in r for r in report.rows)],
+             *[f"{s} {what}" for s in ("detect", "pose") for what in ("computed", "to compute")
+               if any(f"{s} {what}" in r for r in report.rows)],
              "error"]
     shown = list(dict.fromkeys(shown))
     lines = [f"# Sweep: {len(report.rows)} jobs", "",

@@ -19,7 +19,10 @@ class Job:
 
     @property
     def status(self) -> str:
-        return self.manifest["status"] if self.manifest else "died"
+        """The manifest's status; "died" when the job wrote none, or left it
+        `running` (killed: SIGKILL, out of memory, a lost node)."""
+        status = self.manifest["status"] if self.manifest else "died"
+        return "died" if status == "running" else status
 
     @property
     def ok(self) -> bool:

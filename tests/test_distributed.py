@@ -135,10 +135,11 @@ def test_a_killed_shard_is_named_and_a_re_run_completes_the_merge(models, unshar
         time.sleep(0.05)  # shard 0 finished; shard 1 has started
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert not (sweep / "1" / "manifest.json").exists(), "the kill came too late"
+    left = sweep / "1" / "manifest.json"  # written `running` when the job starts; a killed job leaves it so
+    assert not left.exists() or json.loads(left.read_text())["status"] == "running", "the kill came too late"
     merge = subprocess.run([sys.executable, "-m", "runner.merge", str(sweep)], cwd=ROOT, capture_output=True,
                            text=True)
-    # died: its folder has Hydra's records but no manifest; missing: killed before Hydra wrote them
+    # died: its manifest still says `running` (or it wrote none); missing: killed before Hydra wrote its records
     assert merge.returncode == 1 and re.search(r"incomplete shards: 1 \((died|missing)\)", merge.stdout), \
         merge.stdout + merge.stderr
     manifest = json.loads((sweep / "merged" / "manifest.json").read_text())
@@ -175,5 +176,80 @@ def test_create_locks_break_when_their_holder_died(tmp_path):
             assert (tmp_path / "entry.lock").exists()
         assert not (tmp_path / "entry.lock").exists()
     finally:
+        atomic.set_lock_kind("auto")
+        atomic.CreateLock.STALE_S = 30.0
+
+
+def _hold_with_heartbeat(path: str, ready, stale_s: float, beat_s: float) -> None:
+    from runner import atomic
+    atomic.set_lock_kind("create")
+    atomic.CreateLock.STALE_S, atomic.CreateLock.HEARTBEAT_S = stale_s, beat_s
+    atomic.lock(path).acquire(timeout=0)
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_live_holders_heartbeat_keeps_its_lock_past_the_stale_time(tmp_path):
+    import multiprocessing
+    from runner import atomic
+    atomic.set_lock_kind("create")
+    atomic.CreateLock.STALE_S = 0.5
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Event()
+        holder = ctx.Process(target=_hold_with_heartbeat, args=(str(tmp_path / "entry.lock"), ready, 0.5, 0.1))
+        holder.start()
+        assert ready.wait(30)
+        held_by = (tmp_path / "entry.lock").read_text().split()[:3]
+        with pytest.raises(atomic.LockTimeout):  # four stale times of waiting: never broken
+            with atomic.locked(tmp_path / "entry.lock", "a test entry", timeout_s=2.0):
+                pass
+        assert (tmp_path / "entry.lock").read_text().split()[:3] == held_by
+        holder.kill()
+        holder.join()
+    finally:
+        atomic.set_lock_kind("auto")
+        atomic.CreateLock.STALE_S = 30.0
+
+
+def test_a_stale_verdict_never_removes_the_lock_another_waiter_has_just_taken(tmp_path, monkeypatch):
+    """Two waiters find a dead holder's lock stale. Just as the second is about to
+    remove it, the first breaks it and takes the lock: the second must not remove
+    that new lock (two holders), whatever its earlier verdict was."""
+    from runner import atomic
+    path = tmp_path / "entry.lock"
+    path.write_text("a dead host 123 0\n")  # its holder died: nobody refreshes it
+    atomic.set_lock_kind("create")
+    atomic.CreateLock.STALE_S = 0.3
+    first, second = atomic.CreateLock(path), atomic.CreateLock(path)
+    taken = []
+    real_unlink, real_rename = os.unlink, os.rename
+
+    def first_waiter_takes_it():
+        try:
+            first.acquire(timeout=0.45)
+            taken.append("first")
+        except atomic.Timeout:
+            pass
+
+    armed = [True]
+
+    def destroying(call):
+        def wrapped(src, *args, **kwargs):
+            if armed[0] and Path(src) == path:  # the second waiter, about to remove the lock it judged stale
+                armed[0] = False
+                first_waiter_takes_it()
+            return call(src, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(os, "unlink", destroying(real_unlink))
+    monkeypatch.setattr(os, "rename", destroying(real_rename))
+    try:
+        second.acquire(timeout=5)
+        taken.append("second")
+        assert taken == ["second"], "two holders: the second waiter removed the lock the first had just taken"
+        assert path.read_text().startswith(second.token)
+    finally:
+        monkeypatch.undo()
         atomic.set_lock_kind("auto")
         atomic.CreateLock.STALE_S = 30.0

@@ -110,7 +110,9 @@ def test_a_mixed_recursive_folder_processes_everything_but_the_corrupt_video(run
     out = result.out_dir
     assert (out / "overlays" / "day2" / "clip.mp4").is_file() and (out / "overlays" / "photo.jpg").is_file()
     assert (out / "predictions" / "day2" / "clip.mp4.json").is_file()
-    assert {i["id"] for i in result.manifest["input"]["items"]} == {"photo.jpg", "day2/clip.mp4"}
+    items = {i["id"]: i for i in result.manifest["input"]["items"]}  # every input, the unreadable one too (replay)
+    assert set(items) == {"photo.jpg", "day2/clip.mp4", "day2/broken.mp4"}
+    assert items["day2/broken.mp4"]["sha256"] is None and "cannot open video" in items["day2/broken.mp4"]["error"]
 
 
 def test_a_stream_url_is_read_like_a_webcam(run, tmp_path):
@@ -270,3 +272,71 @@ def test_openpose_table_and_trc_parse_with_their_readers_and_agree_with_the_mmpo
     table = pd.read_parquet(smoothed.out_dir / "tables" / "clip.mp4.parquet")
     assert table.x_smooth.notna().all() and (table.x_smooth - table.x).abs().max() > 0
     assert smoothed.stages["pose"]["computed"] == 0  # smoothing re-runs no model
+
+
+# -- what cannot be smoothed is said ------------------------------------------------------------
+
+def smooth_cfg(**given):
+    from omegaconf import OmegaConf
+    defaults = dict(method="one_euro", min_cutoff=1.0, beta=0.007, cutoff_hz=6.0, order=4, window=7, hampel=False,
+                    hampel_sigmas=3.0, kpt_thr=0.3, max_gap=10)
+    return OmegaConf.create({**defaults, **given})
+
+
+@pytest.mark.parametrize("given,frames,fps,why", [
+    (dict(method="butterworth"), 60, 6.0, "cutoff_hz=6 is at or above the Nyquist frequency (3 Hz)"),
+    (dict(method="butterworth"), 5, 30.0, "butterworth of order 4 needs more than 15 frames in a row"),
+    (dict(method="median", window=1000), 5, 30.0, "a median over smooth.window=1001 frames needs 1001 frames"),
+    (dict(method="median", window=1), 50, 30.0, "smooth.window=1: a median of one frame smooths nothing"),
+])
+def test_a_filter_that_cannot_smooth_a_track_says_why_and_keeps_its_samples(given, frames, fps, why):
+    from runner.filters import smooth_track
+    _, noisy = noisy_track()
+    done = smooth_track(as_series(noisy[:frames]), fps, smooth_cfg(**given))
+    assert not done.smoothed.any() and why in done.why_not
+    np.testing.assert_array_equal(done.xy, as_series(noisy[:frames]))  # x_smooth is the sample itself, marked so
+
+
+def test_a_filter_that_can_smooth_says_nothing_and_changes_the_series():
+    from runner.filters import smooth_track
+    _, noisy = noisy_track()
+    done = smooth_track(as_series(noisy), 30.0, smooth_cfg(method="butterworth"))
+    assert done.smoothed.all() and done.why_not is None and np.abs(done.xy - as_series(noisy)).max() > 0
+
+
+@pytest.mark.parametrize("given,why", [
+    (["frame_stride=2"], "butterworth cutoff_hz=6 is at or above the Nyquist frequency (1.25 Hz) of the kept frames "
+                         "(2.5 fps): lower smooth.cutoff_hz or frame_stride (its longest run is 3 frames)"),
+    (["smooth.cutoff_hz=1"], "butterworth of order 4 needs more than 15 frames in a row (its longest run is 5 "
+                             "frames)"),
+])
+def test_tracks_left_unsmoothed_are_named_in_the_summary_and_marked_in_the_table(run, given, why):
+    """demo.mp4: 5 frames at 5 fps, one track (the whole image)."""
+    import pandas as pd
+    from runner.pipeline import summary
+    result = run(DATA / "video" / "demo.mp4", "detect/model=whole_image", "smooth.enabled=true",
+                 "smooth.method=butterworth", "smooth.kpt_thr=0", "export.table=csv", *given)
+    notes = [w for w in result.manifest["warnings"] if "track" in w]
+    assert notes == [f"demo.mp4 track 0: not smoothed: {why}"]
+    assert f"warning: {notes[0]}" in summary(result, dry_run=False)
+    table = pd.read_csv(result.out_dir / "tables" / "demo.mp4.csv")
+    assert not table.smoothed.any() and (table.x_smooth == table.x).all()
+
+
+def test_draw_bbox_false_draws_no_track_box(run, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    truth = crossing_clip(clip, frames=3)
+    dets = detections_file(tmp_path / "dets.json", "clip.mp4", truth)
+    common = [clip, "detect/model=from_file", f"detect.model.path={dets}", "detect.model.category_id=null",
+              "track.enabled=true", "visualize.kpt_thr=1.0"]  # no keypoint drawn: only what boxes leave
+
+    def first_frame(result):
+        capture = cv2.VideoCapture(str(result.out_dir / "overlays" / "clip.mp4"))
+        return capture.read()[1].astype(int)
+
+    boxed, bare = first_frame(run(*common)), first_frame(run(*common, "visualize.draw_bbox=false"))
+    x1, y1, x2, y2 = map(int, truth[0]["B"])
+    edge = (slice(y1 + 20, y2 - 5), slice(x2 - 1, x2 + 2))  # the right side of B's box, below the id label
+    inside = (slice(y1 + 20, y2 - 5), slice(x1 + 10, x2 - 10))
+    assert np.abs(boxed[edge] - bare[edge]).mean() > 40  # the box is in one overlay only
+    assert np.abs(boxed[inside] - bare[inside]).mean() < 5  # elsewhere they agree (the codec's noise)

@@ -32,7 +32,13 @@ def test_the_checker_finds_the_reviewed_pattern():
     assert not suspicious_asserts('assert (str(name) if "x" else None) == det')
 
 
+def suite_files() -> list:
+    """Every Python file of the tests and benchmarks, in every sub-folder (tests/faults/ too)."""
+    return sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "benchmarks").rglob("*.py"))
+
+
 def test_no_assert_in_tests_or_benchmarks_is_vacuous():
-    files = sorted((ROOT / "tests").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    files = suite_files()
+    assert ROOT / "tests" / "faults" / "test_bad_inputs.py" in files  # sub-folders are read
     problems = {str(p.relative_to(ROOT)): found for p in files if (found := suspicious_asserts(p.read_text()))}
     assert problems == {}

@@ -14,12 +14,14 @@ is made (from plain data, through runner.hashing.digest):
 Layout: <root>/<stage>/<input[:2]>/<input>/<digest>.safetensors, so all entries
 for one input sit in one folder (that is what `explain` compares against).
 Writes are atomic (temp + rename); each entry carries a sha256 of its arrays,
-checked on read; a damaged entry is dropped with a warning and recomputed.
+checked on read; an entry whose bytes are bad (format, checksum) is dropped
+with a warning and recomputed; one that merely cannot be read now is kept.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -28,8 +30,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save as save_safetensors
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load as load_safetensors, save as save_safetensors
 
 from runner import atomic
 from runner.hashing import digest
@@ -112,14 +114,23 @@ class Store:
 
     # -- entries -------------------------------------------------------------
     def get(self, key: EntryKey) -> dict[str, np.ndarray] | None:
+        """The entry's arrays, or None: not there, or its bytes are proven bad
+        (then it is dropped and recomputed). An entry that cannot be read (no
+        permission on a shared cache, too many open files, a stale NFS handle)
+        is a miss this time, and is kept: nothing says its bytes are bad."""
         path = self.path(key)
         try:
-            with safe_open(str(path), framework="np") as f:
-                meta = f.metadata() or {}
-                arrays = {name: f.get_tensor(name) for name in f.keys()}
+            with open(path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return None
-        except Exception as err:  # truncated or garbled file
+        except OSError as err:
+            log.warning("cannot read cache entry %s (%s): computing it without the cache this time; the entry is "
+                        "kept", path, err.strerror or err)
+            return None
+        try:
+            meta, arrays = parse_entry(data)
+        except ValueError as err:  # truncated or garbled
             return self._drop(path, f"unreadable ({err})")
         if meta.get("sha256") != arrays_checksum(arrays):
             return self._drop(path, "checksum mismatch")
@@ -189,6 +200,19 @@ class Store:
                         yield path, path.stat()
                     except FileNotFoundError:
                         continue
+
+
+def parse_entry(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """(metadata, arrays) of a safetensors file's bytes; ValueError when they are not one."""
+    if len(data) < 8:
+        raise ValueError("shorter than a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8:8 + size])
+        arrays = load_safetensors(data)
+    except (ValueError, SafetensorError) as err:
+        raise ValueError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    return header.get("__metadata__") or {}, arrays
 
 
 def read_metadata(path: Path) -> dict | None:

@@ -94,26 +94,41 @@ BACKENDS = ("pytorch", "onnxruntime", "openvino")
 PRECISIONS = ("f32", "bf16", "f16", "int8")
 
 
+# The library each backend runs networks with: its version changes their numbers.
+RUNTIME_LIBS = {"pytorch": (), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
+
+
 @dataclass(frozen=True)
 class Backend:
-    """What runs the networks, at which precision, and why (for the manifest).
-    `calibration` is the int8 calibration folder and `calibrated` its content digest."""
+    """What runs the networks, on which device, at which precision, and why (for
+    the manifest). `calibration` is the int8 calibration folder and `calibrated`
+    its content digest."""
     name: str
     precision: str = "f32"
     why: str = ""
     calibration: str | None = None
     calibrated: str | None = None
 
-    def key(self) -> dict:
-        """What of the backend goes into the model stages' cache keys (float32 keys
-        name the backend only, as before precisions existed: caches stay valid)."""
+    def key(self, device: str) -> dict:
+        """What of the backend and the device goes into the model stages' cache
+        keys: the backend, its runtime's version, the kind of device (a CPU and
+        a GPU add float32 terms in other orders) and any reduced precision."""
+        from runner.versions import versions
+        runtime = RUNTIME_LIBS[self.name] + (("nncf",) if self.precision == "int8" else ())
         reduced = {"precision": self.precision} if self.precision != "f32" else {}
-        return {"backend": self.name, **reduced,
+        return {"backend": self.name, "device": device.split(":")[0], "runtime": versions(*runtime), **reduced,
                 **({"calibration": self.calibrated} if self.precision == "int8" else {})}
 
     def describe(self) -> dict:
         return {"name": self.name, "precision": self.precision, "why": self.why,
-                **({"calibration": self.calibration} if self.precision == "int8" else {})}
+                **({"calibration": self.calibration, "calibrated": self.calibrated}
+                   if self.precision == "int8" else {})}
+
+    @classmethod
+    def recorded(cls, described: dict) -> "Backend":
+        """The backend a manifest recorded (describe()), taken as it is."""
+        return cls(described["name"], described.get("precision", "f32"), f"recorded: {described.get('why', '')}",
+                   described.get("calibration"), described.get("calibrated"))
 
 
 def choose_backend(backend_cfg, device: str) -> Backend:

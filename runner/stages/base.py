@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from runner.cache import EntryKey, Store
+from runner.errors import RunnerError
 from runner.inputs import BadItem, Item
 from runner.versions import versions
 
@@ -95,6 +96,10 @@ class Stage:
     def manifest_fields(self) -> dict:
         """What this stage adds to the run's manifest."""
         return {}
+
+    def warnings(self) -> list[str]:
+        """Lines the summary and the manifest's `warnings` show (what did not go as asked)."""
+        return []
 
 
 @dataclass
@@ -222,11 +227,49 @@ class CachedStage(Stage):
         indices = [i for i in indices if units[i].record.ok]
         if not indices:
             return
-        outputs = self.compute([units[i] for i in indices])
-        for i, out in zip(indices, outputs):
+        for i, out in self._compute_isolated(indices, units):
             self.store.put(keys[i], out, label=self.label())
             results[i] = out
-        self.stats.computed += len(indices)
+            self.stats.computed += 1
+
+    def _compute_isolated(self, indices: list[int], units) -> list[tuple[int, dict]]:
+        """compute() on a batch; when it raises, on each unit alone, so that an
+        input the model's code cannot take (a 5000x1 image) fails only its own
+        item. A batch whose every unit fails on its own is the code's fault,
+        not the inputs': that error stops the run."""
+        try:
+            return list(zip(indices, self.compute([units[i] for i in indices])))
+        except RunnerError:
+            raise
+        except Exception as err:
+            if len(indices) == 1:
+                self._fail(units[indices[0]].record, err)
+                return []
+            first = err
+        done, failed = [], []
+        for i in indices:
+            try:
+                done += list(zip([i], self.compute([units[i]])))
+            except RunnerError:
+                raise
+            except Exception as err:
+                failed.append((i, err))
+        if not done:
+            raise first
+        for i, err in failed:
+            self._fail(units[i].record, err)
+        return done
+
+    def _fail(self, record: Record, err: Exception) -> None:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        try:
+            size = "x".join(str(v) for v in record.item.image().shape[1::-1])
+        except BadItem:
+            size = "?"
+        kind = type(err).__qualname__ if type(err).__module__ == "builtins" else \
+            f"{type(err).__module__}.{type(err).__qualname__}"
+        record.error = (f"{self.name} cannot process {record.item.source} ({size} px): {kind}: "
+                        f"{lines[-1] if lines else ''}; the other inputs are processed")
 
     def _decode(self, records: list[Record]) -> None:
         """Decode the records' images (in parallel); a corrupt one fails its record."""
@@ -299,7 +342,7 @@ class ModelStage(CachedStage):
                 for r in records for i, box in enumerate(r.boxes)]
 
     def code(self) -> dict:
-        return {**super().code(), "family": str(self.entry.family), **self.ctx.backend.key()}
+        return {**super().code(), "family": str(self.entry.family), **self.ctx.backend.key(self.ctx.device)}
 
     def key_parts(self) -> dict:
         from runner.models.loading import config_digest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.coco import item_image_id
+from runner.coco import ImageIds, item_image_id
 from runner.errors import RunnerError
 from runner.inputs import BadItem
 from runner.stages.base import Record, Stage
@@ -45,15 +45,19 @@ class FromFile(Stage):
         entry = self.cfg.model
         path = Path(str(entry.path)).expanduser()
         data = read_json(path, "detections file", "pass detect.model.path=FILE (COCO results JSON)")
-        ids = {}
+        images = []
         if isinstance(data, dict):  # {"images": [...], "annotations"/"detections": [...]}
-            ids = {im["file_name"]: im["id"] for im in data.get("images", [])}
+            images = data.get("images", [])
             data = data.get("annotations") or data.get("detections") or []
         if entry.get("annotations_file"):
-            images = read_json(Path(str(entry.annotations_file)).expanduser(), "annotations file",
-                               "pass detect.model.annotations_file=FILE (COCO JSON)").get("images", [])
-            ids.update({im["file_name"]: im["id"] for im in images})
-        self.ids = ids
+            images = images + read_json(Path(str(entry.annotations_file)).expanduser(), "annotations file",
+                                        "pass detect.model.annotations_file=FILE (COCO JSON)").get("images", [])
+        # Inputs find their boxes by the file's own images, else the ground truth's,
+        # else (a bare COCO results list) by the numbers in their file names.
+        self.ids = ImageIds(images, str(path)) if images else self.ctx.image_ids()
+        names = getattr(self.ctx.source, "names", None)
+        if self.ids is not None and names is not None:
+            self.ids.check(names())
         category = entry.get("category_id")
         self.by_image: dict = {}
         for det in data:
@@ -69,8 +73,9 @@ class FromFile(Stage):
                 continue
             self.stats.units += 1
             # ground-truth boxes (annotations without a score) count as certain
-            dets = [(d.get("score", 1.0), d["bbox"]) for d in self.by_image.get(item_image_id(record.item, self.ids), [])]
-            dets = sorted((d for d in dets if d[0] > thr), key=lambda d: -d[0])
+            found = self.by_image.get(item_image_id(record.item, self.ids), [])
+            dets = sorted((d for d in ((d.get("score", 1.0), d["bbox"]) for d in found) if d[0] > thr),
+                          key=lambda d: -d[0])
             xywh = np.array([bbox for _, bbox in dets], dtype=np.float32).reshape(-1, 4)
             record.boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
             record.box_scores = np.array([score for score, _ in dets], dtype=np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 from runner import atomic
 from runner.cache import EntryKey
 from runner.errors import RunnerError
-from runner.evaluation import LOWER_IS_BETTER, Prediction, choose_metric, load_ground_truth, score
+from runner.evaluation import LOWER_IS_BETTER, Prediction, choose_metric, score
 from runner.stages.base import Record, Stage
 from runner.versions import versions
 
@@ -37,7 +37,7 @@ class Evaluate(Stage):
     def setup(self) -> None:
         from runner.families import family
         cfg = self.ctx.cfg
-        self.gt = load_ground_truth(cfg.eval.ann_file)
+        self.gt = self.ctx.ground_truth()
         unit = family(str(cfg.pose.model.family)).estimator.unit
         self.spec = choose_metric(self.gt, cfg.pose.model, unit)
         self.predictions: list[Prediction] = []
@@ -45,13 +45,12 @@ class Evaluate(Stage):
         self.waiting = 0
         self.inputs = 0
         names = getattr(self.ctx.source, "names", None)
-        if names is not None and not any(self.gt.match(n) is not None for n in names()):
-            raise self._matches_nothing(len(names()))
-
-    def _matches_nothing(self, inputs: int) -> RunnerError:
-        return RunnerError(f"eval.ann_file {self.gt.path} matches none of the {inputs} input(s) by file name or "
-                           f"image id (it names {len(self.gt.ids)} images, e.g. {next(iter(self.gt.ids), '-')}): "
-                           "pass the annotation file of these images")
+        if names is not None:
+            self.gt.ids.check(names())
+            if not any(self.gt.match(n) is not None for n in names()):
+                raise RunnerError(f"eval.ann_file {self.gt.path} matches none of the {len(names())} input(s) by file "
+                                  f"name (it names {len(self.gt.ids)} images, e.g. {self.gt.ids.example()}): pass "
+                                  "the annotation file of these images")
 
     def run(self, records: list[Record]) -> None:
         for record in records:
@@ -76,12 +75,16 @@ class Evaluate(Stage):
             self.stats.seconds += time.perf_counter() - start
 
     def _evaluate(self) -> None:
-        if not self.predictions and not self.waiting:
-            raise self._matches_nothing(self.inputs)
         self.stats.units = 1
         if self.waiting:
             self.stats.blocked = self.waiting
             self.stats.reasons["waits for an earlier stage"] += 1
+            return
+        if not self.predictions:  # a shard's share, or a dry run's, may hold no annotated input
+            self.result = {**self._describe(), "values": {},
+                           "note": "no input of this run is in the ground truth (its annotated inputs are another "
+                                   "shard's, or could not be read): nothing scored"}
+            self._write()
             return
         key = EntryKey.of(self.name, [p.as_key() for p in self.predictions], None,
                           {"ground_truth": self.gt.sha256, "metric": self.spec.as_key()},
@@ -101,13 +104,17 @@ class Evaluate(Stage):
         else:
             values = {k: float(v) for k, v in found.items()}
             self.stats.hits = 1
-        self.result = {
-            "ann_file": str(self.gt.path), "kind": self.spec.kind,
-            "metric": [e["type"] for e in self.spec.evaluators], "main": self.spec.main,
-            "higher_is_better": self.spec.main not in LOWER_IS_BETTER, "values": values,
-            "images": {"inputs": self.inputs, "matched": len(self.predictions), "ground_truth": len(self.gt.ids),
-                       "unmatched": self.unmatched[:20]},
-        }
+        self.result = {**self._describe(), "values": values}
+        self._write()
+
+    def _describe(self) -> dict:
+        return {"ann_file": str(self.gt.path), "kind": self.spec.kind,
+                "metric": [e["type"] for e in self.spec.evaluators], "main": self.spec.main,
+                "higher_is_better": self.spec.main not in LOWER_IS_BETTER,
+                "images": {"inputs": self.inputs, "matched": len(self.predictions), "ground_truth": len(self.gt.ids),
+                           "unmatched": self.unmatched[:20]}}
+
+    def _write(self) -> None:
         if self.ctx.outputs is not None:
             atomic.write_json(self.ctx.outputs.root / "metrics.json", self.result, indent=2, sort_keys=True)
 

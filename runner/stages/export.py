@@ -95,6 +95,8 @@ class Export(Stage):
         self.parts = keypoint_parts(self.ctx.cfg)
         self.videos: dict[str, JsonArrayWriter] = {}
         self.coco: JsonArrayWriter | None = None
+        # with ground truth, results_coco.json holds its images, by its ids (what the metrics score)
+        self.ids = self.ctx.image_ids()
 
     def run(self, records: list[Record]) -> None:
         start = time.perf_counter()
@@ -128,6 +130,9 @@ class Export(Stage):
     def _coco(self, record: Record, found: list[dict]) -> None:
         if self.coco is None:
             self.coco = JsonArrayWriter(self.ctx.outputs.root / "results_coco.json")
+        image_id = item_image_id(record.item, self.ids)
+        if image_id is None:
+            return  # not an image of eval.ann_file
         for inst in found:
             if "keypoints" not in inst:
                 continue
@@ -136,7 +141,7 @@ class Export(Stage):
             confident = scores[scores > RESCORE_KPT_THR]
             score = inst["bbox_score"] * (confident.mean() if len(confident) else 0.0)
             flat = np.concatenate([kpts, scores[:, None]], axis=1).reshape(-1)
-            self.coco.add({"image_id": item_image_id(record.item), "category_id": 1,
+            self.coco.add({"image_id": image_id, "category_id": 1,
                            "keypoints": [round(float(v), 3) for v in flat], "score": float(score)})
 
     def finish(self) -> None:

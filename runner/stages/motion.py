@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.filters import smooth_track
+from runner.filters import longest_run, smooth_track
 from runner.formats import TableWriter, openpose_person, write_openpose, write_trc
 from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts
@@ -33,6 +33,10 @@ class Smooth(Stage):
         self.names: list[str] | None = None
         self.video: str | None = None
         self.spilled = 0
+        self.notes: list[str] = []  # per track, what was not smoothed and why
+
+    def warnings(self) -> list[str]:
+        return self.notes
 
     # -- streaming ------------------------------------------------------------
     def run(self, records: list[Record]) -> None:
@@ -83,6 +87,8 @@ class Smooth(Stage):
         rows = np.fromfile(self.spill_path, np.float64).reshape(-1, 2 + 3 * k)
         tracks = {int(t): rows[rows[:, 1] == t] for t in np.unique(rows[:, 1])}
         series = {t: self._series(r, k) for t, r in tracks.items()}
+        for track_id, s in sorted(series.items()):
+            self._note(track_id, s)
         if self.export.table:
             self._table(series)
         if self.export.trc:
@@ -117,11 +123,23 @@ class Smooth(Stage):
         kept = xy.copy()
         if self.smooth is not None:
             kept[scores < float(self.smooth.kpt_thr)] = np.nan
-            smooth, filled = smooth_track(kept, self.fps, self.smooth)
+            done = smooth_track(kept, self.fps, self.smooth)
+            smooth, filled, smoothed, why = done.xy, done.filled, done.smoothed, done.why_not
         else:
-            smooth, filled = None, np.zeros(xy.shape[:2], bool)
+            smooth, filled, smoothed, why = None, np.zeros(xy.shape[:2], bool), np.zeros(xy.shape[:2], bool), None
         return {"frames": frames, "xy": xy, "scores": scores, "observed": observed, "smooth": smooth,
-                "filled": filled}
+                "filled": filled, "smoothed": smoothed, "why_not": why, "kept": ~np.isnan(kept[..., 0])}
+
+    def _note(self, track_id: int, s: dict) -> None:
+        """Say what of a track was not smoothed, and why (the summary, the manifest)."""
+        if s["why_not"] is None:
+            return
+        valid = s["kept"] | s["filled"]
+        left = int((valid & ~s["smoothed"]).sum())
+        what = "not smoothed" if not s["smoothed"].any() else \
+            f"{left} of {int(valid.sum())} keypoint samples not smoothed"
+        self.notes.append(f"{self.video} track {track_id}: {what}: {s['why_not']} (its longest run is "
+                          f"{longest_run(valid)} frames)")
 
     def _table(self, series: dict) -> None:
         kind = str(self.export.table)
@@ -141,6 +159,7 @@ class Smooth(Stage):
                             "x": s["xy"][chunk, :, 0].reshape(-1), "y": s["xy"][chunk, :, 1].reshape(-1),
                             "score": s["scores"][chunk].reshape(-1),
                             "x_smooth": smooth[..., 0].reshape(-1), "y_smooth": smooth[..., 1].reshape(-1),
+                            "smoothed": s["smoothed"][chunk].reshape(-1),
                             "interpolated": s["filled"][chunk].reshape(-1)})
         writer.close()
 

@@ -26,12 +26,13 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def draw_tracks(image: np.ndarray, record: Record) -> np.ndarray:
-    """Each tracked person's box and id in the track's colour."""
+def draw_tracks(image: np.ndarray, record: Record, draw_bbox: bool = True) -> np.ndarray:
+    """Each tracked person's id (and box, unless visualize.draw_bbox=false) in the track's colour."""
     for box, track_id in zip(record.boxes, record.track_ids):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         colour = track_colour(track_id)
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+        if draw_bbox:
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
         cv2.putText(image, f"#{track_id}", (x1 + 3, max(y1 - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, colour, 2,
                     cv2.LINE_AA)
     return image
@@ -39,7 +40,7 @@ def draw_tracks(image: np.ndarray, record: Record) -> np.ndarray:
 
 class Visualize(CachedStage):
     name = "visualize"
-    code_version = 3  # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours
+    code_version = 4  # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours; 4: draw_bbox on tracks
     batch_size = 8
     libs = ("mmpose", "mmengine", "cv2", "numpy", "matplotlib")
 
@@ -111,7 +112,7 @@ class Visualize(CachedStage):
             "overlay", image, data_sample=PoseDataSample(pred_instances=flat),
             draw_heatmap=False, **options)
         drawing = cv2.cvtColor(self.visualizer.get_image(), cv2.COLOR_RGB2BGR)
-        return draw_tracks(drawing, record) if tracked else drawing
+        return draw_tracks(drawing, record, self.params["draw_bbox"]) if tracked else drawing
 
     def _image_and_3d_plot(self, image: np.ndarray, flat, solid, limit: float) -> np.ndarray:
         """Pose3dLocalVisualizer.add_datasample's layout, drawn with its own

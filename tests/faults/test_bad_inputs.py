@@ -3,8 +3,13 @@ failed item with one line (no traceback), the exit status says so."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 import runner
@@ -86,3 +91,61 @@ def test_unusable_inputs_fail_in_one_line(small_models, tmp_path, make, expected
     line = one_line(cli(f"input={target}", *small_models, f"cache.dir={tmp_path / 'cache'}",
                         f"hydra.run.dir={tmp_path / 'run'}"))
     assert expected in line
+
+
+def test_a_fifo_named_like_an_image_is_not_read_and_the_others_are(small_models, tmp_path):
+    """A FIFO named x.jpg would block a read forever. A writer waits on each: if
+    the runner ever opened one, the writer would feed it bytes and close it, as
+    often as it is opened (a wrong error, never a hang)."""
+    folder = folder_of(tmp_path, "photos", good=1)
+    os.mkfifo(folder / "x.jpg")
+    os.mkfifo(folder / "clip.mp4")
+
+    def feed(path):
+        while True:
+            with open(path, "wb") as fifo:  # blocks until a reader opens it
+                fifo.write(b"\x00" * 100)
+
+    for name in ("x.jpg", "clip.mp4"):
+        threading.Thread(target=feed, args=(folder / name,), daemon=True).start()
+    result = runner.run(recipe="body_rtmpose", input=folder, output_dir=tmp_path / "out",
+                        overrides=[*small_models, f"cache.dir={tmp_path / 'cache'}"])
+    failed = {f["id"]: f["error"] for f in result.failed}
+    assert set(failed) == {"x.jpg", "clip.mp4"}
+    assert all("is a FIFO, not a file: not read" in e for e in failed.values()), failed
+    assert (tmp_path / "out" / "predictions" / f"{GOOD[0].name}.json").is_file()
+
+
+def degenerate_images(folder: Path) -> dict[str, np.ndarray]:
+    """Images a model's own pre-processing may not take: extreme aspect ratios,
+    a pixel, 16-bit, grey, with alpha."""
+    images = {"wide_5000x1.png": np.full((1, 5000, 3), 128, np.uint8),
+              "tall_1x5000.png": np.full((5000, 1, 3), 128, np.uint8),
+              "wide_3000x2.png": np.full((2, 3000, 3), 128, np.uint8),
+              "one_pixel.png": np.full((1, 1, 3), 128, np.uint8),
+              "two_by_two.png": np.full((2, 2, 3), 128, np.uint8),
+              "deep16.png": np.random.default_rng(0).integers(0, 65535, (100, 120, 3), dtype=np.uint16),
+              "grey.png": np.full((100, 120), 128, np.uint8),
+              "alpha.png": np.full((100, 120, 4), 128, np.uint8)}
+    for name, image in images.items():
+        cv2.imwrite(str(folder / name), image)
+    return images
+
+
+@pytest.mark.parametrize("detector", ["rtmdet_nano_person", "whole_image"])
+def test_degenerate_images_are_a_failed_item_or_a_result_and_the_others_are_written(small_models, tmp_path,
+                                                                                   detector):
+    folder = folder_of(tmp_path, "odd", good=1)
+    made = degenerate_images(folder)
+    out = tmp_path / "run"
+    done = cli(f"input={folder}", *small_models, f"detect/model={detector}", f"cache.dir={tmp_path / 'cache'}",
+               f"hydra.run.dir={out}")
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = {f["id"]: f["error"] for f in manifest["failed"]}
+    assert manifest["status"] == ("failed" if failed else "ok") and done.returncode == (1 if failed else 0)
+    written = {p.name.removesuffix(".json") for p in (out / "predictions").iterdir()}
+    assert written | set(failed) == set(made) | {GOOD[0].name} and not written & set(failed)
+    for name, error in failed.items():  # one line that names the input and what went wrong
+        assert "\n" not in error and name in error and "cannot process" in error, error
+    assert GOOD[0].name in written

@@ -113,3 +113,31 @@ def test_show_without_a_display_says_so_and_writes_everything(small_models, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("show=true: no display here") == 1
     assert (tmp_path / "run" / "overlays" / "demo.mp4").is_file()
+
+
+def test_sigterm_to_a_submitit_job_leaves_an_interrupted_manifest(small_models, tmp_path):
+    """Under a launcher the job is a process of its own (submitit's, as on Slurm,
+    which ignores SIGTERM by itself): SIGTERM there, as Slurm's scancel or time
+    limit sends it, must still end the job `interrupted`, its manifest written."""
+    import psutil
+    folder = folder_of(tmp_path, "photos", good=4)
+    cache, sweep = tmp_path / "cache", tmp_path / "sweep"
+    run = start("-m", "hydra/launcher=submitit_local", f"input={folder}", *small_models, f"cache.dir={cache}",
+                f"hydra.sweep.dir={sweep}", "detect.batch_size=1", "pose.batch_size=1", "detect.bbox_thr=0.3",
+                "shard.count=1", "shard.index=0")
+
+    def job():
+        for child in psutil.Process(run.pid).children(recursive=True):
+            if "submitit" in " ".join(child.cmdline()):
+                return child
+        return None
+
+    assert wait_for(lambda: pose_entries(cache) >= 2 or run.poll() is not None)
+    worker = job()
+    assert worker is not None, "no submitit job process found"
+    worker.send_signal(signal.SIGTERM)
+    run.wait(timeout=600)
+    manifest = json.loads((sweep / "0" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["signal"] == "SIGTERM"
+    assert manifest["stages"]["pose"]["computed"] >= 2  # what it finished is counted (and cached)
+    assert run.returncode == 1
