@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner.backends.table import BACKENDS, DEVICES, PRECISIONS
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
 
@@ -131,15 +132,16 @@ VALUE_CHECKS = {
     "shard.index": (_whole(0), "a whole number from 0 to shard.count - 1"),
     "cache.lock": (lambda v: v in ("auto", "os", "create"), "auto, os or create"),
     "cache.lock_stale_s": (_positive, "a positive number of seconds"),
-    "backend.name": (lambda v: v in ("auto", "pytorch", "onnxruntime", "openvino"),
-                     "auto, pytorch, onnxruntime or openvino"),
-    "backend.precision": (lambda v: v in ("f32", "bf16", "f16", "int8"), "f32, bf16, f16 or int8"),
-    "device.type": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "backend.name": (lambda v: v in ("auto", *BACKENDS), ", ".join(("auto", *BACKENDS))),
+    "backend.precision": (lambda v: v in PRECISIONS, ", ".join(PRECISIONS)),
+    "device.type": (lambda v: v in DEVICES, ", ".join(DEVICES)),
+    "pose.flip_test": (lambda v: v is None or isinstance(v, bool), "true, false or null (the model's own)"),
     "pose.camera.focal": (_numbers(2), "[fx, fy] in pixels, or null"),
     "pose.camera.principal_point": (_numbers(2), "[cx, cy] in pixels, or null"),
     "pose.camera.root_depth": (_numbers(1, 2), "a depth in mm, or [right, left], or null"),
 }
-FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON"}
+FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON or an ONNX "
+             "detector", "pose.model.path": "an ONNX pose model"}
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -166,6 +168,10 @@ def check_values(cfg: DictConfig) -> None:
         raise RunnerError("detect/model=gt takes its boxes from eval.ann_file: pass eval.ann_file=FILE"
                           if entry.name == "gt" else
                           "detect/model=from_file needs a file: pass detect.model.path=FILE (COCO results JSON)")
+    for role in ("detect", "pose"):
+        model = cfg[role].model
+        if role in cfg.recipe.steps and str(model.family).startswith("onnx") and OmegaConf.is_missing(model, "path"):
+            raise RunnerError(f"{role}/model={model.name} is an ONNX model file: pass {role}.model.path=FILE.onnx")
     for key, what in FILE_KEYS.items():
         value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
         if value is not None and not Path(str(value)).expanduser().is_file():

@@ -117,18 +117,20 @@ class MetricSpec:
 
 
 def choose_metric(gt: GroundTruth, pose_entry, family_unit: str) -> MetricSpec:
-    """The metric for scoring `pose_entry`'s predictions on `gt`."""
-    from runner.models.loading import load_config
-    count = int(pose_entry.num_keypoints)
-    own = load_config(str(pose_entry.config)).get("val_evaluator")
+    """The metric for scoring `pose_entry`'s predictions on `gt` (a registry entry, or
+    an ONNX file's with what its file said: num_keypoints, input_size, keypoints)."""
+    from runner.models.configs import load_config
+    count = int(pose_entry["num_keypoints"])
+    config = pose_entry.get("config")
+    own = load_config(str(config)).get("val_evaluator") if config else None
     own = [dict(e) for e in (own if isinstance(own, (list, tuple)) else [own] if own else [])]
 
     def from_model(types: tuple[str, ...], defaults: list[dict]) -> tuple:
         mine = [{k: v for k, v in e.items() if k != "ann_file"} for e in own if e.get("type") in types]
         return tuple(mine if [e["type"] for e in mine] == [e["type"] for e in defaults] else defaults)
 
-    topdown = tuple(int(v) for v in pose_entry.input_size) if family_unit == "box" else None
-    name = f"{pose_entry.name} ({count} keypoints)"
+    topdown = tuple(int(v) for v in pose_entry["input_size"]) if family_unit == "box" else None
+    name = f"{pose_entry['name']} ({count} keypoints)"
     if gt.kind == "coco_wholebody" and count == 133:
         return MetricSpec("coco_wholebody", from_model(("CocoWholeBodyMetric",), [{"type": "CocoWholeBodyMetric"}]),
                           "configs/_base_/datasets/coco_wholebody.py", False, topdown)
@@ -137,8 +139,8 @@ def choose_metric(gt: GroundTruth, pose_entry, family_unit: str) -> MetricSpec:
                           "configs/_base_/datasets/coco.py", count == 133, topdown)
     if gt.kind == "hand" and count == 21:
         defaults = [{"type": "PCKAccuracy", "thr": 0.2}, {"type": "AUC"}, {"type": "EPE"}]
-        return MetricSpec("hand", from_model(("PCKAccuracy", "AUC", "EPE"), defaults), str(pose_entry.config),
-                          False, topdown)
+        dataset = str(config) if config else f"configs/_base_/datasets/{pose_entry['keypoints']}.py"
+        return MetricSpec("hand", from_model(("PCKAccuracy", "AUC", "EPE"), defaults), dataset, False, topdown)
     raise RunnerError(f"cannot score {name} on {gt.path} ({gt.kind.replace('_', '-')} keypoints): "
                       "use a pose model with the file's keypoints, or another annotation file")
 

@@ -1,10 +1,13 @@
 """Model families: the one table of what runs each `family:` named in
 conf/detect/model/*.yaml and conf/pose/model/*.yaml.
 
-A family with an estimator (runner/models/) runs as a cached ModelStage: one
-unit of work per image or per box, as the estimator says; a family without
-one is a stage of its own (boxes from somewhere other than a model).
-Adding a family: its YAML entry, its module in runner/models/, a row here."""
+A family with estimators runs as a cached ModelStage: one unit of work per
+image or per box, as its estimators say. `reference` is MMPose's /
+MMDetection's own (runner/models/), `native` the ONNX-native engine's
+(runner/native/); which one runs a model is decided in runner/engines.py. A
+family of ONNX model files has only the native one; a family without any
+estimator is a stage of its own (boxes from somewhere other than a model).
+Adding a family: its YAML entry, its module(s), a row here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +18,8 @@ from runner.models.internet import Hand3DEstimator
 from runner.models.mmdet_detector import MMDetDetector
 from runner.models.rtmo import BottomupEstimator
 from runner.models.topdown import TopdownEstimator
+from runner.native.detector import NativeDetector
+from runner.native.topdown import NativeTopdown
 from runner.stages.base import ModelStage, Stage
 from runner.stages.detect import FromFile, WholeImage
 from runner.stages.download import Download
@@ -28,16 +33,28 @@ from runner.stages.visualize import Visualize
 @dataclass(frozen=True)
 class Family:
     stage: type[Stage]
-    estimator: type[Estimator] | None = None  # its `library` says mmdet or mmpose
+    reference: type[Estimator] | None = None  # its `library` says mmdet or mmpose
+    native: type | None = None
+    onnx_file: bool = False                   # the model is an ONNX file (`path`), not a checkpoint + config
+
+    @property
+    def runs_model(self) -> bool:
+        return self.reference is not None or self.native is not None
+
+    @property
+    def unit(self) -> str:
+        return (self.reference or self.native).unit
 
 
 FAMILIES: dict[str, Family] = {
-    "mmdet": Family(ModelStage, MMDetDetector),          # RTMDet person / hand
-    "topdown": Family(ModelStage, TopdownEstimator),     # RTMPose, RTMW, DWPose
-    "rtmo": Family(ModelStage, BottomupEstimator),       # RTMO (one stage, finds its own boxes)
-    "internet": Family(ModelStage, Hand3DEstimator),     # InterNet 3D hands
-    "whole_image": Family(WholeImage),                   # the whole image is the box
-    "from_file": Family(FromFile),                       # boxes from a COCO file
+    "mmdet": Family(ModelStage, MMDetDetector, NativeDetector),          # RTMDet person / hand
+    "topdown": Family(ModelStage, TopdownEstimator, NativeTopdown),      # RTMPose, RTMW, DWPose
+    "rtmo": Family(ModelStage, BottomupEstimator),                       # RTMO (one stage, finds its own boxes)
+    "internet": Family(ModelStage, Hand3DEstimator),                     # InterNet 3D hands
+    "onnx_detector": Family(ModelStage, None, NativeDetector, True),     # an MMDeploy end2end detector file
+    "onnx_topdown": Family(ModelStage, None, NativeTopdown, True),       # a SimCC pose export file
+    "whole_image": Family(WholeImage),                                   # the whole image is the box
+    "from_file": Family(FromFile),                                       # boxes from a COCO file
 }
 
 
@@ -61,4 +78,4 @@ def build_stage(ctx, step: str) -> Stage:
         raise RunnerError(f"recipe step {step!r} is not known: steps are "
                           f"{', '.join([*MODEL_STEPS, *STEPS])}")
     row = family(str(ctx.cfg[step].model.family))
-    return row.stage(ctx, step, row.estimator) if row.estimator else row.stage(ctx)
+    return row.stage(ctx, step, row) if row.runs_model else row.stage(ctx)

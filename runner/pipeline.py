@@ -21,7 +21,8 @@ from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
 from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
-from runner.models.loading import Backend, choose_backend, resolve_device, set_threads
+from runner.backends import files
+from runner.backends.table import Backend, choose_backend, resolve_device
 from runner.outputs import RunFolder, check_run_folder, claim_run_folder
 from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
@@ -66,18 +67,26 @@ class RunContext:
         atomic.CreateLock.STALE_S = float(cfg.cache.lock_stale_s)
         self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
         self.hasher = FileHasher(cache_dir / "memo")
+        files.set_hasher(self.hasher)  # exports are checked through the same stat memo
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
         if environment:
             self.device, self.backend = environment["device"], Backend.recorded(environment["backend"])
         else:
             self.device = resolve_device(cfg.device)
-            self.backend = choose_backend(cfg.backend, self.device)
+            self.backend = choose_backend(cfg.backend, self.device, onnx_files=any(
+                family(str(cfg[role].model.family)).onnx_file for role in MODEL_STEPS if role in cfg.recipe.steps))
         self.steps = steps(cfg)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
         self.checkpoints: dict[str, Checkpoint | None] = {}
+        self.learned: dict[str, dict] = {}  # role -> what its model file said of itself (model_facts)
         self._ground_truth = None
+
+    def model_facts(self, role: str) -> dict:
+        """`role`'s model entry, with what its model file said of itself (an ONNX
+        file: num_keypoints, input_size, keypoints), once its stage has set up."""
+        return {**OmegaConf.to_container(self.cfg[role].model, resolve=True), **self.learned.get(role, {})}
 
     def ground_truth(self):
         """eval.ann_file, read once (None without one)."""
@@ -94,7 +103,7 @@ class RunContext:
     def model_roles(self) -> list[str]:
         """The steps that run a model with a checkpoint ("detect", "pose")."""
         return [step for step in MODEL_STEPS if step in self.steps
-                and family(str(self.cfg[step].model.family)).estimator is not None]
+                and family(str(self.cfg[step].model.family)).runs_model]
 
     def checkpoint(self, role: str) -> Checkpoint | None:
         """`role`'s checkpoint, resolved once (None in a dry run when not at hand)."""
@@ -189,7 +198,6 @@ class Run:
     def go(self) -> None:
         cfg = self.cfg
         check_values(cfg)
-        set_threads(cfg.device.get("threads"))
         self.ctx = ctx = RunContext(cfg, self.out_dir, self.environment)
         set_up: list[Stage] = []
         try:
@@ -243,7 +251,7 @@ class Run:
         cfg = self.cfg
         if int(cfg.detect.every) <= 1 or "detect" not in self.ctx.steps or "pose" not in self.ctx.steps:
             return None
-        if family(str(cfg.detect.model.family)).estimator is None:
+        if not family(str(cfg.detect.model.family)).runs_model:
             return None
         return DetectEvery(int(cfg.detect.every), float(cfg.detect.every_kpt_thr), int(cfg.frame_stride),
                            self.ctx.dry_run)
@@ -273,7 +281,7 @@ class Run:
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": sys.argv,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": resolved(cfg),
             "versions": {**versions(*STACK), "python": platform.python_version()},
             "device": ctx.device if ctx else (self.environment or {}).get("device"),
             "backend": ctx.backend.describe() if ctx else (self.environment or {}).get("backend"),
@@ -290,6 +298,14 @@ class Run:
             **({"previous_run": self.previous} if self.previous else {}),
             **{k: v for stage in self.stages for k, v in stage.manifest_fields().items()},
         }
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config as plain data, interpolations resolved (where a value is missing, as written)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a missing mandatory value: the run's error says which
+        return OmegaConf.to_container(cfg, resolve=False)
 
 
 def summary(result: RunResult, dry_run: bool) -> str:

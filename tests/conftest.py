@@ -105,9 +105,13 @@ def cache_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def forwards(monkeypatch):
-    """Counts images (detectors) and crops (pose models) that reach a model's
-    test_step, by model class, independently of the runner's own statistics."""
+    """Counts images (detectors) and crops (pose models) that reach a model,
+    independently of the runner's own statistics: MMPose's / MMDetection's
+    test_step by model class, and the native engine's estimators under the
+    class of the model they run (RTMDet, TopdownPoseEstimator)."""
     from mmengine.model import BaseModel
+    from runner.native.detector import NativeDetector
+    from runner.native.topdown import NativeTopdown
 
     counts: Counter = Counter()
     original = BaseModel.test_step
@@ -118,6 +122,11 @@ def forwards(monkeypatch):
         return original(self, data)
 
     monkeypatch.setattr(BaseModel, "test_step", counting)
+    for cls, name in ((NativeDetector, "RTMDet"), (NativeTopdown, "TopdownPoseEstimator")):
+        def native(self, inputs, _name=name, _original=cls.predict):
+            counts[_name] += len(inputs)
+            return _original(self, inputs)
+        monkeypatch.setattr(cls, "predict", native)
     return counts
 
 

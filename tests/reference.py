@@ -44,7 +44,7 @@ def load_detector(name: str, checkpoint):
     """init_detector with the pipeline adapted as topdown_demo_with_mmdet.py does."""
     from mmdet.apis import init_detector
     from mmpose.utils import adapt_mmdet_pipeline
-    from runner.models.loading import resolve_config_path
+    from runner.models.configs import resolve_config_path
     from runner.models.registry import load_entry
 
     model = init_detector(str(resolve_config_path(load_entry(name).config)), str(checkpoint), device="cpu")
@@ -54,7 +54,7 @@ def load_detector(name: str, checkpoint):
 
 def load_pose_model(name: str, checkpoint):
     from mmpose.apis import init_model
-    from runner.models.loading import resolve_config_path
+    from runner.models.configs import resolve_config_path
     from runner.models.registry import load_entry
     return init_model(str(resolve_config_path(load_entry(name).config)), str(checkpoint), device="cpu")
 

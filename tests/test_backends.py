@@ -102,7 +102,7 @@ def test_detector_matches_pytorch(both_backends, other):
 def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache_dir, onnx_dir, tmp_path,
                                                           monkeypatch, forwards):
     from runner.backends import export as backend
-    from runner.models.loading import load_model
+    from runner.engines import forget_models
     exports = []
     real_export = backend.export
     monkeypatch.setattr(backend, "export", lambda *a: exports.append(a[1].name) or real_export(*a))
@@ -113,7 +113,7 @@ def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache
     photo = sorted(COCO.glob("*.jpg"))[0]
 
     def run(*more):
-        load_model.cache_clear()  # as a new process would: only the files on disk remain
+        forget_models()  # as a new process would: only the files on disk remain
         return runner.run(recipe="body_rtmpose", input=photo, overrides=[*args, *more],
                           output_dir=tmp_path / str(len(exports)) / str(len(more)))
 
@@ -134,7 +134,7 @@ def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
     from omegaconf import OmegaConf
     from runner.backends import openvino
     from runner.errors import RunnerError
-    from runner.models.loading import choose_backend
+    from runner.backends.table import choose_backend
 
     def choose(device="cpu", **backend):
         return choose_backend(OmegaConf.create({"name": "auto", "precision": "f32", **backend}), device)
@@ -206,7 +206,7 @@ def test_bf16_detector_boxes_stay_within_the_published_bound(make_checkpoint, tm
 def test_precision_is_in_the_keys_and_int8_networks_are_cached_and_verified(make_checkpoint, tmp_path, monkeypatch,
                                                                              caplog):
     from runner.backends import openvino
-    from runner.models.loading import load_model
+    from runner.engines import forget_models
     made = []
     real = openvino.quantize
     monkeypatch.setattr(openvino, "quantize", lambda *a: made.append(a[1]) or real(*a))
@@ -215,7 +215,7 @@ def test_precision_is_in_the_keys_and_int8_networks_are_cached_and_verified(make
     int8 = [*args, "backend.precision=int8", f"backend.calibration={COCO}"]
 
     def run(*overrides):
-        load_model.cache_clear()  # as a new process would: only the files on disk remain
+        forget_models()  # as a new process would: only the files on disk remain
         return runner.run(recipe="body_rtmpose", input=COCO, overrides=list(overrides),
                           output_dir=tmp_path / str(len(made)) / str(len(caplog.records)))
 

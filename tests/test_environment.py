@@ -37,18 +37,18 @@ def test_mmdet_and_mmpose_import_with_pinned_versions():
 
 @pytest.mark.parametrize("name,library", [("rtmdet_m_person", "mmdet"), ("rtmpose_m", "mmpose")])
 def test_models_build_from_configs_inside_the_installed_packages(name, library):
+    from runner.models.configs import config_identity, load_config, resolve_config_path
     from runner.models.fabricate import build_model
-    from runner.models.loading import config_digest, resolve_config_path
     from runner.models.registry import load_entry
 
     entry = load_entry(name)
     path = resolve_config_path(entry.config)
     assert f"site-packages/mmpose/.mim/" in str(path)
-    digest = config_digest(entry.config)
+    identity, resolved = config_identity(entry.config), load_config(entry.config).to_dict()
     model = build_model(entry, library).eval()
-    # builders edit configs in place; our cache keys must not see that (CI regression)
-    config_digest.cache_clear()
-    assert config_digest(entry.config) == digest
+    # builders edit configs in place; what later readers of the config see must not change (CI regression)
+    config_identity.cache_clear()
+    assert config_identity(entry.config) == identity and load_config(entry.config).to_dict() == resolved
     with torch.no_grad():
         out = model._forward(torch.zeros(1, 3, 256, 192) if library == "mmpose" else torch.zeros(1, 3, 640, 640))
     if library == "mmpose":

@@ -259,15 +259,15 @@ PUBLISHED_WITHOUT_HASH = {"rtmw_m", "rtmw_l"}
 
 def test_registry_entries_name_installed_configs_and_official_urls():
     from runner.checkpoints.download import expected_hash_prefix
-    from runner.models.loading import resolve_config_path
+    from runner.models.configs import resolve_config_path
     from runner.models.registry import entries
     weights = metafile_weights()
     names = set()
     for group in ("detect", "pose"):
         for entry in entries(group):
             names.add(str(entry.name))
-            if not entry.get("checkpoint"):
-                continue  # whole_image, from_file
+            if not entry.get("config"):
+                continue  # whole_image, from_file; ONNX model files (their checkpoint is their `path`)
             config = resolve_config_path(str(entry.config))
             assert config.is_file()
             url = str(entry.checkpoint)
@@ -287,7 +287,7 @@ def test_registry_entries_name_installed_configs_and_official_urls():
 def test_shortcuts_pick_what_mmposeinferencer_picks(shortcut):
     from mmpose.apis.inferencers.utils import default_det_models
     from mmpose.apis.inferencers.utils.get_model_alias import get_model_aliases
-    from runner.models.loading import resolve_config_path
+    from runner.models.configs import resolve_config_path
     cfg = compose_config([f"recipe={shortcut}"])
     assert cfg.recipe.name == shortcut
     assert Path(str(cfg.pose.model.config)).stem == get_model_aliases("mmpose")[shortcut]

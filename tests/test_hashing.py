@@ -39,9 +39,9 @@ def test_values_without_canonical_bytes_are_refused(value):
 
 
 def test_the_same_value_has_the_same_digest_in_another_process():
-    code = ("import numpy as np; from runner.hashing import digest; from runner.models.loading import config_digest;"
+    code = ("import numpy as np; from runner.hashing import digest; from runner.models.configs import config_identity;"
             "print(digest({'hand_present': {'right': True}, 'x': np.ones(3, np.float32)}),"
-            " config_digest('mmpose::body_2d_keypoint/rtmo/body7/rtmo-s_8xb32-600e_body7-640x640.py'))")
+            " config_identity('mmpose::body_2d_keypoint/rtmo/body7/rtmo-s_8xb32-600e_body7-640x640.py'))")
     runs = {subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout for _ in range(2)}
     assert len(runs) == 1 and len(runs.pop().split()) == 2

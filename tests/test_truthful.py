@@ -186,7 +186,7 @@ def test_two_inputs_that_find_one_image_are_refused():
 
 def test_model_keys_name_the_runtime_its_version_and_the_device(small, tmp_path, monkeypatch):
     from runner import versions
-    from runner.models.loading import Backend
+    from runner.backends.table import Backend
     assert Backend("onnxruntime").key("cpu")["runtime"] == {"onnxruntime": versions.version("onnxruntime")}
     assert Backend("openvino", "int8").key("cpu")["runtime"].keys() == {"openvino", "nncf"}
     assert Backend("pytorch").key("cpu") != Backend("pytorch").key("cuda:0")
@@ -202,11 +202,11 @@ def test_model_keys_name_the_runtime_its_version_and_the_device(small, tmp_path,
 # -- 7. a crash is an error, with its message --------------------------------------------
 
 def test_a_crash_is_recorded_as_error_with_its_message(small, tmp_path, monkeypatch):
-    from runner.models.topdown import TopdownEstimator
+    from runner.native.topdown import NativeTopdown
 
     def broken(self, inputs):
         raise ValueError("a bug in decoding")
-    monkeypatch.setattr(TopdownEstimator, "predict", broken)
+    monkeypatch.setattr(NativeTopdown, "predict", broken)
     with pytest.raises(ValueError, match="a bug in decoding"):
         api(small, COCO, tmp_path / "run", f"cache.dir={tmp_path / 'cache'}", "detect.bbox_thr=0.5")
     written = manifest(tmp_path / "run")

@@ -1,38 +1,28 @@
-"""The network part of an MMDetection / MMPose model, exported to ONNX once and
-run by another backend (ONNX Runtime, OpenVINO) or under PyTorch autocast.
+"""The network part of an MMDetection / MMPose model, exported to ONNX once.
 
 The loaded PyTorch model is exported by torch.onnx (no MMDeploy) from its
-`_forward` (backbone, neck and head.forward: tensors in, tensors out). At run
-time the model object stays MMPose's / MMDetection's own: only `extract_feat`
-(now the whole network) and the head's `forward` (now a pass-through) are
-swapped, so the data preprocessor, flip test, decoding and any post-network
-modules (RTMO's DCC) run exactly as with plain PyTorch.
+`_forward` (backbone, neck and head.forward: tensors in, tensors out). The
+export is what ONNX Runtime and OpenVINO run: by the ONNX-native engine
+(runner/native) for the families it knows, and otherwise inside the model
+object, which stays MMPose's / MMDetection's own: only `extract_feat` (now
+the whole network) and the head's `forward` (now a pass-through) are swapped
+(swap_network), so the data preprocessor, flip test, decoding and any
+post-network modules (RTMO's DCC) run exactly as with plain PyTorch.
 
-Exports are cached by checkpoint sha256 + config digest + export settings,
-written atomically under a lock; the output structure (nested lists of
-tensors) and the files' sha256 are saved as a JSON record beside the .onnx,
-never pickled. A file is checked against its record before every use and made
-again when it is damaged or altered; where backend.dir cannot be written, it
-is made in a scratch folder for this process."""
+Exports are named by checkpoint sha256 + config identity + export settings
+(files.export_path), written atomically under a lock, with a JSON record
+beside the .onnx (output structure, sha256, the model's description for the
+native engine), never pickled, and checked before every use (files.verified)."""
 from __future__ import annotations
 
-import atexit
-import contextlib
-import json
-import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from runner import atomic
-from runner.hashing import digest, sha256_file
-from runner.versions import versions
-
-log = logging.getLogger(__name__)
-OPSET = 17
+from runner.backends.files import OPSET, record
+from runner.hashing import sha256_file
 
 
 # -- output structure (nested tuples/lists of tensors) <-> flat list ------------
@@ -65,12 +55,7 @@ class _Network(torch.nn.Module):
         return tuple(flat)
 
 
-def export_settings(input_shape: tuple[int, ...]) -> dict:
-    return {"opset": OPSET, "input": list(input_shape[1:]), "dynamic": ["batch", "height", "width"],
-            "libs": versions("torch", "mmcv", "mmdet", "mmpose", "onnx")}
-
-
-def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
+def export(model, path: Path, input_shape: tuple[int, ...], description: dict | None = None) -> None:
     """Export to `path` (atomically) and write its record beside it."""
     neck = getattr(model, "neck", None)
     if hasattr(neck, "switch_to_deploy"):  # RTMO's encoder: positional encodings as constants
@@ -86,58 +71,7 @@ def export(model, path: Path, input_shape: tuple[int, ...]) -> None:
                                         **{n: {0: "batch"} for n in names}},
                           opset_version=OPSET, dynamo=False)
         atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names,
-                                                      "sha256": sha256_file(tmp)})
-
-
-# -- records: what a derived file must be ----------------------------------------
-def record(path: Path) -> dict:
-    """The JSON record beside `path`: its output structure and sha256 (one file:
-    "sha256"; several, as OpenVINO IR's .xml + .bin: "files" by name)."""
-    return json.loads(path.with_suffix(".json").read_text())
-
-
-def recorded_files(path: Path, rec: dict) -> dict[Path, str]:
-    if "files" in rec:
-        return {path.with_name(name): sha for name, sha in rec["files"].items()}
-    return {path: rec["sha256"]}
-
-
-def damage(path: Path) -> str | None:
-    """Why the file at `path` cannot be used (None: it is whole and unaltered)."""
-    if not path.exists() and not path.with_suffix(".json").exists():
-        return "missing"
-    try:
-        for file, recorded in recorded_files(path, record(path)).items():
-            found = sha256_file(file)
-            if found != recorded:
-                return f"{file.name}: sha256 {found[:12]} is not the recorded {recorded[:12]}"
-    except (OSError, ValueError, KeyError) as err:
-        return f"unreadable ({type(err).__name__})"
-    return None
-
-
-def exported(model, key: dict, folder: Path, input_shape: tuple[int, ...]) -> Path:
-    """The path of a whole export of `model` for the same checkpoint, config and
-    settings, exporting it first unless one is in `folder`."""
-    name = f"{key['name']}-{digest({**key, **export_settings(input_shape)})[:16]}.onnx"
-    return verified(folder / name, "exporting", lambda path: export(model, path, input_shape))
-
-
-def verified(path: Path, doing: str, make) -> Path:
-    """`path`, whole and unaltered; made by `make(path)` under a lock first unless it
-    is (in a scratch folder for this process where its folder cannot be written)."""
-    if damage(path) is not None:
-        if not atomic.writable(path.parent):
-            path = scratch_folder(path.parent) / path.name
-        with atomic.locked(str(path) + ".lock", f"{doing} {path.name}"):
-            why = damage(path)
-            if why is not None:
-                if why != "missing":
-                    log.warning("%s is %s: %s it again", path, why, doing)
-                make(path)
-    with contextlib.suppress(OSError):  # last use, for `cache gc` (read-only: not recorded)
-        os.utime(path)
-    return path
+                                                      "sha256": sha256_file(tmp), "model": description})
 
 
 # -- running a network in place of the model's own --------------------------------
@@ -162,14 +96,13 @@ def swap_network(model, network):
     return model
 
 
-_scratch: dict[Path, Path] = {}
+class TorchAdapter:
+    """A numpy network (backends.network.Network) where the model's own
+    extract_feat + head.forward were: tensors in, the export's output structure out."""
 
+    def __init__(self, network, path: Path):
+        self.network, self.structure = network, record(path)["structure"]
 
-def scratch_folder(folder: Path) -> Path:
-    """A folder for this process's exports when `folder` cannot be written."""
-    if folder not in _scratch:
-        _scratch[folder] = Path(tempfile.mkdtemp(prefix="pose-runner-onnx-"))
-        atexit.register(shutil.rmtree, _scratch[folder], True)
-        log.warning("backend.dir %s cannot be written: exporting into %s for this run only (set backend.dir "
-                    "to a writable folder to keep exports)", folder, _scratch[folder])
-    return _scratch[folder]
+    def __call__(self, inputs: torch.Tensor):
+        outputs = self.network(inputs.detach().cpu().numpy().astype(np.float32))
+        return unflatten(self.structure, [torch.from_numpy(o).to(inputs.device) for o in outputs])

@@ -1,8 +1,8 @@
 """OpenVINO for the network part of an MMDetection / MMPose model, on the CPU.
 
-It runs the runner's own verified ONNX export (runner/backends/export.py), so
-MMPose's / MMDetection's pre-processing, flip test and decoding are unchanged,
-exactly as with ONNX Runtime. Precision is OpenVINO's compile hint:
+It runs the runner's own verified ONNX export (runner/backends/export.py) or a
+user's ONNX model file, through backends/network.py, as ONNX Runtime does.
+Precision is OpenVINO's compile hint:
 
 - f32: float32 everywhere (parity with PyTorch within float32 reordering);
 - bf16 / f16: what the CPU supports natively (OPTIMIZATION_CAPABILITIES);
@@ -27,10 +27,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from runner import atomic
-from runner.backends.export import record, unflatten, verified
+from runner.backends.files import record, verified
 from runner.errors import RunnerError
 from runner.hashing import digest, sha256_file
 
@@ -76,24 +75,6 @@ def check_precision(precision: str) -> None:
                           f"(OpenVINO finds {', '.join(capabilities())}): use backend.precision=f32 or int8")
 
 
-class OvNetwork:
-    """An exported (or quantized) network compiled by OpenVINO for the CPU."""
-
-    def __init__(self, path: Path, threads: int, precision: str):
-        check_precision(precision)
-        self.structure = record(path)["structure"]
-        self.compiled = core().compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": int(threads),
-            "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
-        self.request = self.compiled.create_infer_request()
-
-    def __call__(self, inputs: torch.Tensor):
-        result = self.request.infer({0: inputs.detach().cpu().numpy().astype(np.float32)})
-        flat = [torch.from_numpy(np.array(result[o], dtype=np.float32)).to(inputs.device)
-                for o in self.compiled.outputs]
-        return unflatten(self.structure, flat)
-
-
 # -- int8 ---------------------------------------------------------------------
 def quantized(onnx: Path, calibration: "Calibration") -> Path:
     """The int8 IR of `onnx` for `calibration`, quantized once and verified before use."""
@@ -112,8 +93,7 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
     import openvino as ov
     samples = calibration.inputs()
     log.info("quantizing %s to int8 on %d calibration inputs", onnx.name, len(samples))
-    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples, lambda x: x.numpy()),
-                           subset_size=len(samples))
+    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples))
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".quantizing-"))
     try:
         ov.save_model(result, str(scratch / path.name), compress_to_fp16=False)
@@ -150,24 +130,19 @@ def _content(images: list[Path]) -> str:
 
 
 class Calibration:
-    """backend.calibration: a folder of images; its inputs are made as the model
-    sees them (the family's own test pipeline and data preprocessor; per-box
-    families see each image's whole frame as the box)."""
+    """backend.calibration: a folder of images, and `prepare` (images -> the
+    network inputs an engine makes of them: its own pre-processing; per-box
+    families see each image whole as the box)."""
 
-    def __init__(self, folder: str, model, estimator_cls):
+    def __init__(self, folder: str, prepare):
         self.paths = calibration_images(folder)
         self.digest = _content(self.paths)
-        self.model, self.estimator_cls = model, estimator_cls
+        self.prepare = prepare
 
-    def inputs(self) -> list[torch.Tensor]:
+    def inputs(self) -> list[np.ndarray]:
         import cv2
-        from mmengine.dataset import pseudo_collate
         images = [cv2.imread(str(p)) for p in self.paths]
         unreadable = [p.name for p, i in zip(self.paths, images) if i is None]
         if unreadable:
             raise RunnerError(f"backend.calibration: cannot read {', '.join(unreadable)}: remove them")
-        estimator = self.estimator_cls(self.model)
-        items = images if estimator.unit == "image" else \
-            [(i, np.array([0, 0, i.shape[1], i.shape[0]], dtype=np.float32)) for i in images]
-        return [self.model.data_preprocessor(pseudo_collate([data]), False)["inputs"]
-                for data in estimator.prepare(items)]
+        return self.prepare(images)

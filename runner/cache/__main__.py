@@ -60,13 +60,15 @@ def default_dirs() -> tuple[Path, Path]:
 
 def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
     """Each derived network as (its files, last use, bytes): an ONNX export (.onnx
-    + .json), an int8 OpenVINO IR (.xml + .bin + .json)."""
+    + .json), an int8 OpenVINO IR (.xml + .bin + .json). A use touches the
+    record (.json), never the network file (its stat memo stays valid)."""
     out = []
     made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder.is_dir() else []
     for main in made:
         files = [p for p in (main, main.with_suffix(".bin"), main.with_suffix(".json")) if p.exists()]
         try:
-            out.append((files, main.stat().st_mtime, sum(p.stat().st_size for p in files)))
+            used = max(p.stat().st_mtime for p in files)
+            out.append((files, used, sum(p.stat().st_size for p in files)))
         except FileNotFoundError:
             continue
     return out

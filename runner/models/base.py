@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import torch
 
 
 class Estimator:
+    """A family's model run by MMPose / MMDetection themselves: the reference
+    engine (the ONNX-native engine, runner/native, is tested against it)."""
     library = "mmpose"   # "mmdet" or "mmpose": the registry and default scope its model lives in
     unit = "image"       # a unit of work is one "image" (frame) or one "box" of an image
     code_version = 1     # bump when what this family caches changes
@@ -55,6 +56,7 @@ def forward_equal_shapes(model, prepared: list[dict]) -> list:
     """model.test_step on pre-processed inputs, batching only inputs of equal
     shape: the data preprocessor pads a batch to its largest input, which would
     change a smaller input's numbers. Returns the data samples in input order."""
+    import torch
     from mmengine.dataset import pseudo_collate
     groups = defaultdict(list)
     for i, data in enumerate(prepared):

@@ -40,7 +40,7 @@ def synthetic_images(count: int = 4, size: int = 480, seed: int = 0) -> list[np.
 def build_model(entry, library: str):
     """The architecture from the entry's config, with no pretrained download."""
     from mmengine.registry import init_default_scope
-    from runner.models.loading import load_config
+    from runner.models.configs import load_config
 
     cfg = load_config(entry["config"])
     if "init_cfg" in cfg.model.get("backbone", {}):
@@ -120,7 +120,7 @@ def fabricate(entry, out_dir: str | Path, seed: int = 0,
     from runner.families import family
     from runner.models.loading import quiet_openmmlab
 
-    estimator_cls = family(str(entry["family"])).estimator
+    estimator_cls = family(str(entry["family"])).reference
     images = calibration or synthetic_images()
     official = Path(str(entry["checkpoint"])).name
     calibrated_on = sha256_bytes(b"".join(np.ascontiguousarray(i).tobytes() for i in images))[:6]

@@ -10,9 +10,20 @@ import numpy as np
 from runner.models.base import Estimator
 
 
-class MMDetDetector(Estimator):
-    library = "mmdet"
+class Detector:
+    """What a detector's results are, whichever engine runs it: one unit per
+    image, every box before any threshold (bboxes, scores, labels); `attach`
+    keeps boxes as MMPose's demo and inferencer do."""
     unit = "image"
+
+    @staticmethod
+    def attach(record, slot, raw, cfg) -> None:
+        record.boxes, record.box_scores = select_boxes(
+            raw, cfg.detect.model.cat_ids, float(cfg.detect.bbox_thr), float(cfg.detect.nms_thr))
+
+
+class MMDetDetector(Detector, Estimator):
+    library = "mmdet"
 
     def pipeline_steps(self, model):
         steps = copy.deepcopy(model.cfg.test_dataloader.dataset.pipeline)
@@ -29,19 +40,14 @@ class MMDetDetector(Estimator):
                 "scores": pred.scores.astype(np.float32).reshape(-1),
                 "labels": pred.labels.astype(np.int64).reshape(-1)}
 
-    @staticmethod
-    def attach(record, slot, raw, cfg) -> None:
-        record.boxes, record.box_scores = select_boxes(
-            raw, cfg.detect.model.cat_ids, float(cfg.detect.bbox_thr), float(cfg.detect.nms_thr))
-
 
 def select_boxes(raw: dict[str, np.ndarray], cat_ids, bbox_thr: float, nms_thr: float | None):
     """Keep boxes as MMPose's demo and inferencer do: wanted category, score
     above bbox_thr, then NMS. Returns (bboxes (M, 4), scores (M,)), best first."""
-    from mmpose.evaluation.functional import nms
+    from runner.native.decode import keep_boxes
 
     keep = np.isin(raw["labels"], list(cat_ids)) & (raw["scores"] > bbox_thr)
     boxes = np.concatenate([raw["bboxes"][keep], raw["scores"][keep, None]], axis=1)
     if nms_thr is not None and len(boxes):
-        boxes = boxes[nms(boxes, nms_thr)]
+        boxes = boxes[keep_boxes(boxes, nms_thr)]
     return boxes[:, :4].astype(np.float32), boxes[:, 4].astype(np.float32)

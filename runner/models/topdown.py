@@ -8,8 +8,17 @@ import numpy as np
 from runner.models.base import Estimator
 
 
-class TopdownEstimator(Estimator):
+class Topdown:
+    """What a top-down pose model's results are, whichever engine runs it:
+    one unit per box, keypoints (K, 2) and keypoint_scores (K,) per unit."""
     unit = "box"
+
+    @staticmethod
+    def attach(record, slot, raw, cfg) -> None:
+        record.set_pose(slot, raw)
+
+
+class TopdownEstimator(Topdown, Estimator):
 
     def preprocess(self, image: np.ndarray, box: np.ndarray | None = None) -> dict:
         """One crop, exactly as inference_topdown builds it."""
@@ -22,7 +31,3 @@ class TopdownEstimator(Estimator):
         pred = pose_sample.pred_instances
         return {"keypoints": np.asarray(pred.keypoints[0], dtype=np.float32),
                 "keypoint_scores": np.asarray(pred.keypoint_scores[0], dtype=np.float32)}
-
-    @staticmethod
-    def attach(record, slot, raw, cfg) -> None:
-        record.set_pose(slot, raw)

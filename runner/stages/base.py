@@ -21,10 +21,6 @@ from runner.errors import RunnerError
 from runner.inputs import BadItem, Item
 from runner.versions import versions
 
-# Library versions that change a model's numbers, by the library it runs in.
-MODEL_LIBS = {"mmdet": ("torch", "mmcv", "mmengine", "mmdet", "cv2", "numpy"),
-              "mmpose": ("torch", "mmcv", "mmengine", "mmpose", "cv2", "numpy")}
-
 
 @dataclass
 class Record:
@@ -306,23 +302,24 @@ class CachedStage(Stage):
 
 
 class ModelStage(CachedStage):
-    """detect or pose with a model family's estimator (runner.families): the
-    key is the checkpoint's sha256, the resolved model config, and the
-    family's code version, backend and library versions. `self.name` is also
+    """detect or pose with a model family's estimator: which engine runs it
+    and what its keys hold is runner/engines.py's to say. `self.name` is also
     the config section and the model's role."""
 
-    def __init__(self, ctx, name: str, estimator_cls):
+    def __init__(self, ctx, name: str, row):
         super().__init__(ctx)
         self.name = name
-        self.family = estimator_cls
-        self.code_version = estimator_cls.code_version
-        self.libs = MODEL_LIBS[estimator_cls.library]
+        self.row = row
         self._estimator = None
 
     def setup(self) -> None:
+        from runner.engines import engine_for
         self.cfg = self.ctx.cfg[self.name]
         self.entry = self.cfg.model
         self.batch_size = int(self.cfg.batch_size)
+        self.engine = engine_for(self.ctx, self.name, self.row)
+        if self.row.onnx_file and self.ctx.checkpoint(self.name) is not None:
+            self.ctx.learned[self.name] = self.estimator.facts()  # checked before any image is read
 
     def label(self) -> str:
         return str(self.entry.name)
@@ -330,25 +327,21 @@ class ModelStage(CachedStage):
     def accepts(self, record: Record) -> bool:
         if self.name == "detect":  # detect.every: boxes made from the previous frame need no detector
             return record.boxes is None and record.box_source != "pending"
-        return self.family.unit == "image" or record.boxes is not None
+        return self.row.unit == "image" or record.boxes is not None
 
     def waits(self, record: Record) -> bool:
         return record.box_source == "pending" if self.name == "detect" else not self.accepts(record)
 
     def units(self, records: list[Record]) -> list[Unit]:
-        if self.family.unit == "image":
+        if self.row.unit == "image":
             return [Unit(r, r.item.content_key) for r in records]
         return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
                 for r in records for i, box in enumerate(r.boxes)]
 
-    def code(self) -> dict:
-        return {**super().code(), "family": str(self.entry.family), **self.ctx.backend.key(self.ctx.device)}
-
     def key_parts(self) -> dict:
-        from runner.models.loading import config_digest
         checkpoint = self.ctx.checkpoint(self.name)
-        return {"model": checkpoint.sha256 if checkpoint else None,
-                "params": {"config": config_digest(str(self.entry.config))}, "code": self.code()}
+        return {"model": checkpoint.sha256 if checkpoint else None, "params": self.engine.params(),
+                "code": {"stage": self.name, **self.engine.code()}}
 
     def ready(self) -> str | None:
         return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
@@ -358,19 +351,17 @@ class ModelStage(CachedStage):
 
     @property
     def estimator(self):
-        """The family's estimator on the loaded model (loaded only when something must be computed)."""
+        """The engine's estimator (built only when something must be computed)."""
         if self._estimator is None:
-            from runner.models.loading import model_for
-            self._estimator = self.family(model_for(self.ctx.cfg, self.name, self.family,
-                                                    self.ctx.checkpoint(self.name), self.ctx.device,
-                                                    self.ctx.backend))
+            self._estimator = self.engine.build(self.ctx.checkpoint(self.name))
         return self._estimator
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
-        if self.family.unit == "image":
+        if self.row.unit == "image":
             return self.estimator.predict([u.record.item.image() for u in units])
         return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
 
     def attach(self, units: list[Unit], results) -> None:
+        attach = (self.row.reference or self.row.native).attach
         for unit, raw in zip(units, results):
-            self.family.attach(unit.record, unit.slot, raw, self.ctx.cfg)
+            attach(unit.record, unit.slot, raw, self.ctx.cfg)

@@ -38,8 +38,8 @@ class Evaluate(Stage):
         from runner.families import family
         cfg = self.ctx.cfg
         self.gt = self.ctx.ground_truth()
-        unit = family(str(cfg.pose.model.family)).estimator.unit
-        self.spec = choose_metric(self.gt, cfg.pose.model, unit)
+        unit = family(str(cfg.pose.model.family)).unit
+        self.spec = choose_metric(self.gt, self.ctx.model_facts("pose"), unit)
         self.predictions: list[Prediction] = []
         self.unmatched: list[str] = []
         self.waiting = 0

@@ -53,6 +53,7 @@ class Smooth(Stage):
                 self._begin(item)
             self.frames.append(item.frame_index)
             for track_id, pose in zip(record.track_ids, record.poses or []):
+                self._name_keypoints(len(pose["keypoints"]))
                 row = np.concatenate([[item.frame_index, track_id], pose["keypoints"][..., :2].reshape(-1),
                                       pose["keypoint_scores"]]).astype(np.float64)
                 self.spill.write(row.tobytes())
@@ -73,18 +74,20 @@ class Smooth(Stage):
         self.spill_path = self.ctx.outputs.root / ".series" / f"{self.spilled}.bin"
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
         self.spill = open(self.spill_path, "wb")
+
+    def _name_keypoints(self, count: int) -> None:
+        """The keypoint set's names: the model entry's set, or (an ONNX file) the set of `count` keypoints."""
         if self.names is None:
-            from runner.models.loading import dataset_meta
-            meta = dataset_meta(str(self.ctx.cfg.pose.model.config))
-            self.names = [meta["keypoint_id2name"][i] for i in range(meta["num_keypoints"])]
+            from runner.native.keypoints import for_count
+            self.names = list(for_count(count, self.ctx.cfg.pose.model.get("keypoints")).names)
 
     # -- at a video's end -------------------------------------------------------
     def _write_video(self) -> None:
         if self.video is None:
             return
         self.spill.close()
-        k = len(self.names)
-        rows = np.fromfile(self.spill_path, np.float64).reshape(-1, 2 + 3 * k)
+        k = len(self.names or [])
+        rows = np.fromfile(self.spill_path, np.float64).reshape(-1, 2 + 3 * k) if k else np.zeros((0, 2))
         tracks = {int(t): rows[rows[:, 1] == t] for t in np.unique(rows[:, 1])}
         series = {t: self._series(r, k) for t, r in tracks.items()}
         for track_id, s in sorted(series.items()):

@@ -1,6 +1,8 @@
-"""visualize: overlays drawn with MMPose's own visualizer (the dataset's
-skeleton and colours). Overlays are cache entries too, keyed by the image, the
-instances drawn and the drawing parameters: a re-run only copies them."""
+"""visualize: overlays with the keypoint set's skeleton and colours, drawn as
+MMPose's visualizer draws them (runner/native/draw.py, OpenCV, no torch);
+InterNet's 3D plot beside the image by MMPose's 3D visualizer itself.
+Overlays are cache entries too, keyed by the image, the instances drawn and
+the drawing parameters: a re-run only copies them."""
 from __future__ import annotations
 
 import os
@@ -40,27 +42,35 @@ def draw_tracks(image: np.ndarray, record: Record, draw_bbox: bool = True) -> np
 
 class Visualize(CachedStage):
     name = "visualize"
-    code_version = 4  # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours; 4: draw_bbox on tracks
+    # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours; 4: draw_bbox on tracks;
+    # 5: 2D overlays drawn by runner/native/draw.py, keypoints below kpt_thr left out
+    code_version = 5
     batch_size = 8
-    libs = ("mmpose", "mmengine", "cv2", "numpy", "matplotlib")
+    libs = ("cv2", "numpy")
 
     def setup(self) -> None:
         cfg = self.ctx.cfg.visualize
         self.params = {"kpt_thr": float(cfg.kpt_thr), "draw_bbox": bool(cfg.draw_bbox),
                        "radius": int(cfg.radius), "thickness": int(cfg.thickness),
                        "format": str(self.ctx.cfg.output.overlay_ext)}
-        self.pose_config = str(self.ctx.cfg.pose.model.config) if "pose" in self.ctx.steps else None
+        pose = self.ctx.cfg.pose.model if "pose" in self.ctx.steps else None
+        self.pose_config = str(pose.config) if pose is not None and pose.get("config") else None
+        self.keypoints = str(pose.keypoints) if pose is not None and pose.get("keypoints") else None
+        self.has_poses = pose is not None
         self._visualizer = None
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.preview: bool | None = None  # show=true: decided at the first frame
 
     def key_parts(self) -> dict:
-        from runner.models.loading import config_digest
-        dataset = config_digest(self.pose_config) if self.pose_config else None
-        return {"model": None, "params": {**self.params, "dataset": dataset}, "code": self.code()}
+        return {"model": None, "params": {**self.params, "keypoints": self.keypoints}, "code": self.code()}
+
+    def code(self) -> dict:
+        from runner.versions import versions
+        plots = versions("mmpose", "matplotlib") if self.keypoints == "interhand3d" else {}  # the 3D plot is MMPose's
+        return {**super().code(), **plots}
 
     def accepts(self, record: Record) -> bool:
-        return record.boxes is not None and (self.pose_config is None or record.poses_known())
+        return record.boxes is not None and (not self.has_poses or record.poses_known())
 
     def units(self, records: list[Record]) -> list[Unit]:
         return [Unit(r, {"item": r.item.content_key, "drawn": drawn(r)}) for r in records]
@@ -68,12 +78,12 @@ class Visualize(CachedStage):
     # -- drawing -------------------------------------------------------------
     @property
     def visualizer(self):
-        """The visualizer the pose model's config names (2D, or 3D for InterNet),
-        with the dataset's skeleton and colours."""
+        """MMPose's 3D visualizer (InterNet's config names it), with the dataset's skeleton and colours."""
         if self._visualizer is None:
             from mmengine.registry import DefaultScope
             from mmpose.registry import VISUALIZERS
-            from runner.models.loading import dataset_meta, load_config
+            from runner.models.configs import load_config
+            from runner.models.loading import dataset_meta
             spec = dict(load_config(self.pose_config).get("visualizer", {})) if self.pose_config else {}
             spec.update(type=spec.get("type", "PoseLocalVisualizer"), name=f"pose-runner-{id(self)}",
                         vis_backends=None, radius=self.params["radius"],
@@ -84,35 +94,36 @@ class Visualize(CachedStage):
         return self._visualizer
 
     def draw(self, record: Record) -> np.ndarray:
-        from mmengine.structures import InstanceData
-        from mmpose.structures import PoseDataSample
+        if record.poses and "keypoints_3d" in record.poses[0]:
+            return self._draw_3d(record)
+        from runner.native.draw import draw_poses
+        from runner.native.keypoints import for_count
+        poses = record.poses or []
+        keypoints = for_count(len(poses[0]["keypoints"]), self.keypoints) if poses else None
+        tracked = record.track_ids is not None  # the track boxes, in their colours, replace the green ones
+        drawing = draw_poses(record.item.image(), record.boxes, poses, keypoints, self.params["kpt_thr"],
+                             self.params["radius"], self.params["thickness"], self.params["draw_bbox"] and not tracked)
+        return draw_tracks(drawing, record, self.params["draw_bbox"]) if tracked else drawing
 
+    def _draw_3d(self, record: Record) -> np.ndarray:
+        """InterNet: the 2D projection on the image beside a 3D plot (mm), as
+        MMPose's hand3d demo draws it: z up, lowest joint on the floor."""
+        from mmengine.structures import InstanceData
         image = cv2.cvtColor(record.item.image(), cv2.COLOR_BGR2RGB)
         flat = InstanceData(bboxes=record.boxes, bbox_scores=record.box_scores)
-        if record.poses:
-            flat.keypoints = np.stack([p["keypoints"][..., :2] for p in record.poses])
-            flat.keypoint_scores = np.stack([p["keypoint_scores"] for p in record.poses])
-        tracked = record.track_ids is not None  # the track boxes, in their colours, replace MMPose's
-        options = dict(draw_gt=False, draw_bbox=self.params["draw_bbox"] and not tracked,
-                       kpt_thr=self.params["kpt_thr"], show=False)
-        if record.poses and "keypoints_3d" in record.poses[0]:
-            # InterNet: the 2D projection on the image beside a 3D plot (mm), as
-            # MMPose's hand3d demo draws it: z up, lowest joint on the floor.
-            up = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
-            kpts = np.stack([p["keypoints_3d"] for p in record.poses]) @ up
-            visible = flat.keypoint_scores >= self.params["kpt_thr"]
-            limit = 200.0  # mm, the demo's view: one hand fills it
-            if visible.any():
-                kpts[..., 2] -= kpts[visible][..., 2].min()
-                spread = np.ptp(kpts[visible], axis=0).max()
-                limit = max(limit, float(spread) * 1.1)  # never crop joints out of the plot
-            solid = InstanceData(keypoints=kpts, keypoint_scores=flat.keypoint_scores)
-            return cv2.cvtColor(self._image_and_3d_plot(image, flat, solid, limit), cv2.COLOR_RGB2BGR)
-        self.visualizer.add_datasample(
-            "overlay", image, data_sample=PoseDataSample(pred_instances=flat),
-            draw_heatmap=False, **options)
-        drawing = cv2.cvtColor(self.visualizer.get_image(), cv2.COLOR_RGB2BGR)
-        return draw_tracks(drawing, record, self.params["draw_bbox"]) if tracked else drawing
+        flat.keypoints = np.stack([p["keypoints"][..., :2] for p in record.poses])
+        flat.keypoint_scores = np.stack([p["keypoint_scores"] for p in record.poses])
+        flat.keypoints_visible = flat.keypoint_scores
+        up = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+        kpts = np.stack([p["keypoints_3d"] for p in record.poses]) @ up
+        visible = flat.keypoint_scores >= self.params["kpt_thr"]
+        limit = 200.0  # mm, the demo's view: one hand fills it
+        if visible.any():
+            kpts[..., 2] -= kpts[visible][..., 2].min()
+            spread = np.ptp(kpts[visible], axis=0).max()
+            limit = max(limit, float(spread) * 1.1)  # never crop joints out of the plot
+        solid = InstanceData(keypoints=kpts, keypoint_scores=flat.keypoint_scores)
+        return cv2.cvtColor(self._image_and_3d_plot(image, flat, solid, limit), cv2.COLOR_RGB2BGR)
 
     def _image_and_3d_plot(self, image: np.ndarray, flat, solid, limit: float) -> np.ndarray:
         """Pose3dLocalVisualizer.add_datasample's layout, drawn with its own

@@ -173,12 +173,12 @@ def test_a_flipped_cache_entry_is_recomputed(small_models, tmp_path, forwards):
 
 @pytest.mark.parametrize("damage", ["truncated", "weights altered"])
 def test_a_damaged_onnx_export_is_made_again_and_counted_by_the_cache_commands(make_checkpoint, tmp_path, damage):
-    from runner.models.loading import load_model
+    from runner.engines import forget_models
     pose = make_checkpoint("rtmpose_t")[0]
     args = dict(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0],
                 overrides=["detect/model=whole_image", "pose/model=rtmpose_t", f"pose.model.checkpoint={pose}",
                            "backend=onnxruntime", f"cache.dir={tmp_path / 'cache'}"])
-    load_model.cache_clear()
+    forget_models()
     first = runner.run(**args, output_dir=tmp_path / "a")
     (export,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
     data = bytearray(export.read_bytes())
@@ -188,7 +188,7 @@ def test_a_damaged_onnx_export_is_made_again_and_counted_by_the_cache_commands(m
         middle = len(data) // 2
         data[middle:middle + 64] = bytes(64)
     export.write_bytes(bytes(data))
-    load_model.cache_clear()  # a new process: only the files on disk remain
+    forget_models()  # a new process: only the files on disk remain
     args["overrides"].append("cache.refresh=true")  # the pose model must run, from the export
     again = runner.run(**args, output_dir=tmp_path / "b")
     assert again.records == first.records  # made again from the checkpoint, not trusted as found

@@ -1,0 +1,147 @@
+"""THE backend table: what runs the networks, on which device, at which
+precision; what this machine supports; what `auto` picks and why. Config
+checks, model loading, OpenVINO, PyTorch, the manifest and `doctor` all read
+it here (rtmlib keeps the same choice in one small table).
+
+No torch: whether a GPU exists is asked of torch only where the machine has
+an NVIDIA device node at all."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import RunnerError
+
+
+@dataclass(frozen=True)
+class Row:
+    devices: tuple[str, ...]       # device kinds it runs on
+    precisions: tuple[str, ...]    # what it runs (f32 bit for bit; the others as noted)
+    runtime: tuple[str, ...]       # libraries whose version changes its numbers
+    onnx_files: bool               # runs an ONNX file (an export, or a user's model file)
+
+
+TABLE: dict[str, Row] = {
+    "pytorch": Row(("cpu", "cuda"), ("f32", "bf16", "f16"), (), False),              # f16 / bf16: torch.autocast
+    "onnxruntime": Row(("cpu",), ("f32",), ("onnxruntime",), True),                  # the CPU provider
+    "openvino": Row(("cpu",), ("f32", "bf16", "f16", "int8"), ("openvino",), True),  # bf16 / f16 where the CPU has them; int8 by NNCF
+}
+BACKENDS = tuple(TABLE)
+PRECISIONS = ("f32", "bf16", "f16", "int8")
+DEVICES = ("auto", "cpu", "cuda")
+
+# backend=auto, by (device kind, precision): float32 keeps parity; a reduced
+# precision is only ever asked for, and goes where it runs.
+AUTO: dict[tuple[str, str], tuple[str, str]] = {
+    ("cpu", "f32"): ("onnxruntime", "the CPU, float32: ONNX Runtime (OpenVINO f32 measured no faster, BENCHMARKS.md)"),
+    ("cuda", "f32"): ("pytorch", "a CUDA GPU, where PyTorch runs the networks"),
+    ("cpu", "bf16"): ("openvino", "bf16 asked for, on the CPU: OpenVINO"),
+    ("cpu", "f16"): ("openvino", "f16 asked for, on the CPU: OpenVINO"),
+    ("cpu", "int8"): ("openvino", "int8 asked for: OpenVINO (NNCF)"),
+    ("cuda", "bf16"): ("pytorch", "bf16 asked for, on a CUDA GPU: PyTorch autocast"),
+    ("cuda", "f16"): ("pytorch", "f16 asked for, on a CUDA GPU: PyTorch autocast"),
+    ("cuda", "int8"): ("openvino", "int8 asked for: OpenVINO (NNCF), which runs on the CPU"),
+}
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a GPU; without an NVIDIA device node, no (and torch stays unimported)."""
+    if not any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/gpus")):
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
+def resolve_device(device_cfg) -> str:
+    kind = str(device_cfg.type)
+    if kind == "auto":
+        return "cuda:0" if cuda_available() else "cpu"
+    if kind == "cuda":
+        if not cuda_available():
+            raise RunnerError("device=cuda, but torch sees no GPU (a CPU-only torch, or no driver): "
+                              "use device=cpu or device=auto")
+        return f"cuda:{device_cfg.get('index', 0)}"
+    if kind == "cpu":
+        return "cpu"
+    raise RunnerError(f"device type {kind!r} is unknown: use device=auto, device=cpu or device=cuda")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What runs the networks, at which precision, and why (for the manifest).
+    `calibration` is the int8 calibration folder and `calibrated` its content digest."""
+    name: str
+    precision: str = "f32"
+    why: str = ""
+    calibration: str | None = None
+    calibrated: str | None = None
+
+    @property
+    def runs_onnx(self) -> bool:
+        return TABLE[self.name].onnx_files
+
+    def key(self, device: str) -> dict:
+        """What of the backend and the device goes into the model stages' cache
+        keys: the backend, its runtime's version, the kind of device (a CPU and
+        a GPU add float32 terms in other orders) and any reduced precision."""
+        from runner.versions import versions
+        runtime = TABLE[self.name].runtime + (("nncf",) if self.precision == "int8" else ())
+        reduced = {"precision": self.precision} if self.precision != "f32" else {}
+        return {"backend": self.name, "device": device.split(":")[0], "runtime": versions(*runtime), **reduced,
+                **({"calibration": self.calibrated} if self.precision == "int8" else {})}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "precision": self.precision, "why": self.why,
+                **({"calibration": self.calibration, "calibrated": self.calibrated}
+                   if self.precision == "int8" else {})}
+
+    @classmethod
+    def recorded(cls, described: dict) -> "Backend":
+        """The backend a manifest recorded (describe()), taken as it is."""
+        return cls(described["name"], described.get("precision", "f32"), f"recorded: {described.get('why', '')}",
+                   described.get("calibration"), described.get("calibrated"))
+
+
+def check(name: str, precision: str, device: str, onnx_files: bool = False) -> None:
+    """One line when the table says no (or this machine cannot)."""
+    row = TABLE[name]
+    if onnx_files and not row.onnx_files:
+        raise RunnerError(f"backend={name} does not run ONNX model files (detect/model=onnx, pose/model=onnx): "
+                          "use backend=onnxruntime or backend=openvino")
+    if precision not in row.precisions:
+        if precision == "int8":
+            raise RunnerError("backend.precision=int8 is OpenVINO's (NNCF): use backend=openvino")
+        raise RunnerError(f"backend={name} runs float32 only: use backend=openvino for backend.precision={precision}, "
+                          "or backend.precision=f32")
+    if device.split(":")[0] not in row.devices:
+        raise RunnerError(f"backend={name} runs on the CPU here: use device=cpu, or backend=pytorch on the GPU")
+    if name == "openvino":
+        from runner.backends.openvino import check_precision
+        check_precision(precision)
+
+
+def choose_backend(backend_cfg, device: str, onnx_files: bool = False) -> Backend:
+    """The backend of a run (backend.name, backend.precision); `onnx_files`: some
+    model of the run is an ONNX file, which only the ONNX runtimes run."""
+    name, precision = str(backend_cfg.name), str(backend_cfg.get("precision", "f32"))
+    if precision not in PRECISIONS:
+        raise RunnerError(f"backend.precision={precision} is unknown: use " + ", ".join(PRECISIONS))
+    if name == "auto":
+        name, why = AUTO[(device.split(":")[0], precision)]
+        if onnx_files and not TABLE[name].onnx_files:
+            raise RunnerError("backend=auto chose PyTorch for this GPU, which does not run ONNX model files: pass "
+                              "device=cpu (ONNX Runtime or OpenVINO)")
+        why = f"auto: {why}"
+    elif name in TABLE:
+        why = f"backend={name} asked for"
+    else:
+        raise RunnerError(f"backend {name!r} is unknown: use backend=auto, "
+                          + ", ".join(f"backend={b}" for b in BACKENDS))
+    check(name, precision, device, onnx_files)
+    calibration = calibrated = None
+    if precision == "int8":
+        from runner.backends.openvino import calibration_digest
+        calibration = backend_cfg.get("calibration")
+        calibrated = calibration_digest(calibration)
+        calibration = str(Path(str(calibration)).expanduser().resolve())
+    return Backend(name, precision, why, calibration, calibrated)
