@@ -16,10 +16,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# Not part of `make test`: timings belong here, never in tests.
+# Not part of `make test`: timings belong here, never in tests. rtmlib, the peer,
+# is installed pinned into .cache/bench-libs (pyproject's `bench` extra), outside
+# the project's environment: it is not a dependency of the runner.
 bench: setup
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .cache/bench-libs \
+	  "$$(sed -n 's/.*"\(rtmlib==[^"]*\)".*/\1/p' pyproject.toml)"
 	$(PY) -m pytest benchmarks/test_micro.py -q --benchmark-enable --benchmark-columns=min,median,max
 	$(PY) -m benchmarks.compare
+	$(PY) -m benchmarks.peers
 
 doctor: setup
 	$(PY) -m runner.doctor

@@ -1,8 +1,11 @@
 """Command line: `python -m runner recipe=NAME input=PATH [key=value ...]`,
-or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline;
-a sweep's exit status comes from its jobs' manifests (runner.sweep)."""
+or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline:
+one run is composed once and run as the Python API runs it; a sweep (and any
+Hydra flag or hydra.* setting) goes through Hydra's own entry, its launchers
+and sweepers, and its exit status comes from its jobs' manifests (runner.sweep)."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from runner import signals, sweep
-from runner.config import validate_cli
+from runner.config import compose_run, single_run, validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
@@ -49,11 +52,27 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     return metrics["values"].get(cfg.sweep.metric or metrics["main"])
 
 
+def run_once(args: list[str]) -> int:
+    """One run, as the Python API makes it: composed once, no Hydra job around
+    it (a sweep's jobs get Hydra's launchers). Prints the summary; the exit status."""
+    from runner.pipeline import execute, summary
+    cfg = compose_run(args)
+    keep_library_files_in(Path(str(cfg.cache.dir)).expanduser())
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    result = execute(cfg, keep_records=False)
+    print(summary(result, dry_run=bool(cfg.dry_run)))
+    return 1 if result.failed else 0
+
+
 def main() -> None:
     silence_library_noise()
     signals.install()
+    args = sys.argv[1:]
     try:
-        cfg = validate_cli(sys.argv[1:])
+        if single_run(args):
+            sys.exit(run_once(args))
+        cfg = validate_cli(args)
         if cfg is not None:
             keep_library_files_in(Path(str(cfg.cache.dir)).expanduser())
         hydra_entry()

@@ -250,11 +250,16 @@ def _read(path: Path) -> str | None:
         return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _folder_lock_kind(folder: Path, asked: str) -> str:
+    return lock_kind(folder / "x")  # a mount's filesystem does not change within a run
+
+
 def lock(path: str | Path):
     """The lock on `path` (not yet acquired), of the kind its filesystem needs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return CreateLock(path) if lock_kind(path) == "create" else FileLock(str(path))
+    return CreateLock(path) if _folder_lock_kind(path.parent, LOCK_KIND) == "create" else FileLock(str(path))
 
 
 def try_lock(path: str | Path):

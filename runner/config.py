@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.backends.table import BACKENDS, DEVICES, PRECISIONS
 from runner.errors import RunnerError
@@ -18,7 +18,9 @@ ADDABLE = ("download.checkpoints.",)
 RECIPE_STEPS = ("download", "detect", "pose", "track", "smooth", "visualize", "export", "evaluate")  # the only keys an override may add (`+key=...`)
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
+def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The config of `overrides` (with Hydra's own section when `with_hydra`),
+    or one line naming what is wrong and the valid choices."""
     from hydra import compose, initialize_config_dir
 
     for override in overrides:
@@ -29,7 +31,7 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as err:
         failure = err
     raise RunnerError(one_line(failure)) from None
@@ -199,6 +201,27 @@ def check_folders(args: list[str]) -> None:
                 check_run_folder(folder)
             elif folder.exists() and not folder.is_dir():
                 raise RunnerError(f"hydra.sweep.dir={value} is a file: pass a folder")
+
+
+def single_run(args: list[str]) -> bool:
+    """Whether the command line is one run that needs nothing of Hydra's but
+    the run folder (no sweep, no Hydra flag, no other hydra.* setting)."""
+    hydra_settings = [a for a in args if a.lstrip("+~").startswith("hydra") and not a.startswith("hydra.run.dir=")]
+    return not any(a.startswith("-") for a in args) and not hydra_settings
+
+
+def compose_run(args: list[str]) -> DictConfig:
+    """One run's config, composed once (as the Python API composes it), its
+    output.dir the run folder hydra.run.dir names (outputs/DATE/TIME by
+    default), checked before anything is written."""
+    check_folders(args)
+    cfg = compose_config(args, with_hydra=True)
+    folder = str(cfg.hydra.run.dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.output.dir = folder
+    check_values(cfg)
+    return cfg
 
 
 def validate_cli(args: list[str]) -> DictConfig | None:

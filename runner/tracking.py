@@ -4,7 +4,8 @@ PoseTracker does), and track ids (one per person, kept through crossings and
 short occlusions).
 
 The tracker matches each frame's boxes to the tracks' predicted boxes by IoU,
-solved as an assignment problem (scipy's linear_sum_assignment). A track's box
+solved as an assignment problem (the Hungarian method: munkres, pure Python
+and quick to import, where scipy.optimize takes half a second). A track's box
 is predicted at constant velocity, so two people who cross keep their ids; a
 track unmatched for more than max_lost frames is dropped."""
 from __future__ import annotations
@@ -47,13 +48,13 @@ class Tracker:
 
     def update(self, boxes: np.ndarray) -> list[int]:
         """The track id of each of this frame's boxes (N, 4)."""
-        from scipy.optimize import linear_sum_assignment
+        from munkres import Munkres
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         ids: list[int | None] = [None] * len(boxes)
         matched: set[int] = set()
         if self.tracks and len(boxes):
             overlap = iou(np.array([t.predicted() for t in self.tracks]), boxes)
-            for t, b in zip(*linear_sum_assignment(-overlap)):
+            for t, b in Munkres().compute((1.0 - overlap).tolist()):
                 if overlap[t, b] >= self.iou_thr:
                     track = self.tracks[t]
                     track.velocity = (boxes[b] - track.box) / (track.lost + 1)

@@ -22,7 +22,9 @@ class NativeDetector(Detector):
         """`order`: the network's outputs to read: rtmdet, per level the class
         logits then the distances; end2end, dets then labels."""
         self.network, self.model, self.order = network, model, order
-        self.batch_limit = network.fixed_batch()
+        # End2end files put NMS in the graph, which runtimes batch unreliably (OpenVINO refuses
+        # MMDeploy's): one image at a time, as MMDeploy and rtmlib run them.
+        self.batch_limit = 1 if model.head == "end2end" else network.fixed_batch()
 
     @staticmethod
     def _end2end_outputs(network) -> tuple[str | None, str | None]:

@@ -76,7 +76,8 @@ def normalize(images: list[np.ndarray], mean, std, bgr_to_rgb: bool) -> np.ndarr
     batch = np.stack(images)
     if bgr_to_rgb:
         batch = batch[..., ::-1]
-    batch = batch.transpose(0, 3, 1, 2).astype(np.float32)
-    mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
-    return np.ascontiguousarray((batch - mean) / std)
+    out = np.empty((batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]), np.float32)
+    out[...] = batch.transpose(0, 3, 1, 2)
+    out -= np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    out /= np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    return out

@@ -43,7 +43,7 @@ def draw_tracks(image: np.ndarray, record: Record, draw_bbox: bool = True) -> np
 class Visualize(CachedStage):
     name = "visualize"
     # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours; 4: draw_bbox on tracks;
-    # 5: 2D overlays drawn by runner/native/draw.py, keypoints below kpt_thr left out
+    # 5: 2D overlays drawn by runner/native/draw.py, keypoints below kpt_thr left out; video frames not cached
     code_version = 5
     batch_size = 8
     libs = ("cv2", "numpy")
@@ -70,6 +70,12 @@ class Visualize(CachedStage):
         return {**super().code(), **plots}
 
     def accepts(self, record: Record) -> bool:
+        """Images' overlays are cache entries; a video frame's is drawn straight
+        into its video (it is decoded anyway: a cached JPEG would cost an encode,
+        a decode and a second lossy step)."""
+        return record.item.frame_index is None and self._drawable(record)
+
+    def _drawable(self, record: Record) -> bool:
         return record.boxes is not None and (not self.has_poses or record.poses_known())
 
     def units(self, records: list[Record]) -> list[Unit]:
@@ -160,13 +166,17 @@ class Visualize(CachedStage):
             return
         start = time.perf_counter()
         for record in records:
-            if record.overlay is None:
-                continue
-            if record.item.frame_index is None:
+            if record.item.frame_index is not None and record.ok and self._drawable(record):
+                self.stats.units += 1
+                self.stats.computed += 1
+                self._video_frame(record, self.draw(record))
+            elif record.overlay is not None:
                 self.ctx.outputs.write("overlays", record.item.name, self.params["format"], record.overlay)
-            else:
-                self._video_frame(record)
         self.stats.seconds += time.perf_counter() - start
+
+    def plan(self, records: list[Record]) -> None:
+        super().plan(records)
+        self.stats.units += sum(1 for r in records if r.item.frame_index is not None and r.ok)
 
     def _show(self, name: str, frame: np.ndarray) -> None:
         """show=true: the overlay in a window, when there is a display to show it on."""
@@ -185,8 +195,7 @@ class Visualize(CachedStage):
                 print(f"show=true: OpenCV cannot open a window ({str(err).strip().splitlines()[-1]}); results are "
                       "still written", file=sys.stderr)
 
-    def _video_frame(self, record: Record) -> None:
-        frame = cv2.imdecode(np.frombuffer(record.overlay, np.uint8), cv2.IMREAD_COLOR)
+    def _video_frame(self, record: Record, frame: np.ndarray) -> None:
         if self.ctx.cfg.show:
             self._show(record.item.name, frame)
         name = record.item.name
