@@ -123,7 +123,7 @@ def long_video(video: Path, frames: int, out: Path) -> Path:
 # -- contenders ---------------------------------------------------------------------
 class Bench:
     def __init__(self, ckpt: dict[str, Path], folder: Path, work: Path, threads: int):
-        from runner.models.loading import resolve_config_path
+        from runner.models.configs import resolve_config_path
         from runner.models.registry import load_entry
         self.ckpt, self.folder, self.work, self.threads = ckpt, folder, work, threads
         self.det_config = str(resolve_config_path(load_entry(DETECTOR).config))
@@ -232,23 +232,31 @@ class Bench:
         return self._limits
 
     def limit(self, backend: str, precision: str = "f32"):
-        from runner.families import family
+        """The networks alone: PyTorch's own forward, or the export on ONNX Runtime / OpenVINO."""
+        import numpy as np
+        from runner.backends.files import ExportSpec, ensure_export
+        from runner.backends.network import Network
+        from runner.hashing import sha256_file
         from runner.models.loading import load_model
         from runner.models.registry import load_entry
         nets = {}
-        for role, registry, name in (("detect", "mmdet", DETECTOR), ("pose", "mmpose", POSE)):
+        for role, library, name in (("detect", "mmdet", DETECTOR), ("pose", "mmpose", POSE)):
             entry = load_entry(name)
-            model = load_model(registry, str(entry.config), str(self.ckpt[name]), name, "cpu", backend,
-                               str(self.work / "onnx"), tuple(entry.input_size), name, precision, None,
-                               family(str(entry.family)).estimator)
-            swapped = backend != "pytorch" or precision != "f32"
-            nets[role] = (lambda m: (lambda x: m.extract_feat(x).outputs))(model) if swapped else model._forward
+            spec = ExportSpec.of(str(self.ckpt[name]), sha256_file(self.ckpt[name]), str(entry.config), library,
+                                 entry.input_size, str(self.work / "onnx"), name)
+            if backend == "pytorch":
+                model = load_model(spec, "cpu", backend, precision)
+                nets[role] = model._forward if precision == "f32" else (lambda m: lambda x: m.extract_feat(x).outputs)(
+                    model)
+            else:
+                net = Network(ensure_export(spec), backend, self.threads, precision, name)
+                nets[role] = (lambda n: lambda x: n(np.ascontiguousarray(x.numpy())))(net)
         passes = 0
         with torch.no_grad():
             for role, batch in self.record_inputs():
                 nets[role](batch)
                 passes += len(batch) if role == "pose" else 0
-        return passes // (2 if model.test_cfg.get("flip_test") else 1)  # boxes: flip test runs each crop twice
+        return passes // 2  # boxes: the recorded PyTorch run's flip test ran each crop twice
 
 
 # -- memory -----------------------------------------------------------------------

@@ -176,9 +176,8 @@ def _plain(value):
 def export_spec(cfg, role: str, checkpoint, library: str, owner: str):
     from runner.backends.files import ExportSpec
     entry = cfg[role].model
-    return ExportSpec(Path(str(checkpoint.path)).stem.split("_local")[0][:48], str(checkpoint.path),
-                      checkpoint.sha256, str(entry.config), library, tuple(int(v) for v in entry.input_size),
-                      str(Path(str(cfg.backend.dir)).expanduser()), owner)
+    return ExportSpec.of(str(checkpoint.path), checkpoint.sha256, str(entry.config), library, entry.input_size,
+                         str(Path(str(cfg.backend.dir)).expanduser()), owner)
 
 
 def engine_for(ctx, role: str, row) -> Engine:

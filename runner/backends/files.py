@@ -46,6 +46,13 @@ class ExportSpec:
     folder: str                   # backend.dir
     owner: str = "the model's checkpoint"  # the config key that gave the checkpoint, for messages
 
+    @classmethod
+    def of(cls, checkpoint: str, checkpoint_sha256: str, config: str, library: str, input_size, folder: str,
+           owner: str = "the model's checkpoint") -> "ExportSpec":
+        """The spec of a checkpoint's export, named after the checkpoint's file."""
+        return cls(Path(checkpoint).stem.split("_local")[0][:48], checkpoint, checkpoint_sha256, config, library,
+                   tuple(int(v) for v in input_size), folder, owner)
+
     @property
     def path(self) -> Path:
         from runner.models.configs import config_identity

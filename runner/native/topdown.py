@@ -3,6 +3,8 @@ crops made as MMPose makes them, batched across boxes and images, the
 network on ONNX Runtime or OpenVINO, SimCC decoded as MMPose decodes it."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from runner.errors import RunnerError
@@ -17,6 +19,7 @@ from runner.native.preprocess import normalize, topdown_crop
 # batches of about 8 under ONNX Runtime and OpenVINO (15.2 ms against 16.3 at 32
 # and 17.4 at 1, 2 threads; benchmarks/peers.py), and its activations stay small.
 NETWORK_BATCH = 8
+AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crops")  # OpenCV and the runtimes release the GIL
 
 
 class NativeTopdown(Topdown):
@@ -62,22 +65,32 @@ class NativeTopdown(Topdown):
         return [normalize([topdown_crop(i, np.array([0, 0, i.shape[1], i.shape[0]], np.float32), model.input_size,
                                         model.padding)[0]], model.mean, model.std, model.bgr_to_rgb) for i in images]
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self.network(batch[i:i + self.batch_limit])[:2] for i in range(0, len(batch), self.batch_limit)]
-        if len(parts) == 1:
-            return parts[0][0], parts[0][1]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def predict(self, inputs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """One result per (image, box): keypoints (K, 2) in image pixels, keypoint_scores (K,)."""
+    def _prepare(self, inputs: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(network input batch, crop centres, crop scales) of (image, box) pairs."""
         model = self.model
         crops = [topdown_crop(image, box, model.input_size, model.padding) for image, box in inputs]
-        batch = normalize([c[0] for c in crops], model.mean, model.std, model.bgr_to_rgb)
-        simcc_x, simcc_y = self._run(batch)
+        return (normalize([c[0] for c in crops], model.mean, model.std, model.bgr_to_rgb),
+                np.stack([c[1] for c in crops]), np.stack([c[2] for c in crops]))
+
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        simcc_x, simcc_y = self.network(batch)[:2]
         if self.flip_test:  # the mirrored crop too, its vectors mirrored back and averaged (RTMCCHead)
-            flipped = self._run(np.ascontiguousarray(batch[..., ::-1]))
+            flipped = self.network(np.ascontiguousarray(batch[..., ::-1]))[:2]
             simcc_x, simcc_y = merge_flipped(simcc_x, simcc_y, *flipped, self.flip_indices)
-        keypoints, scores = simcc_keypoints(simcc_x, simcc_y, model.split_ratio, model.input_size,
-                                            np.stack([c[1] for c in crops]), np.stack([c[2] for c in crops]))
-        return [{"keypoints": k.astype(np.float32), "keypoint_scores": s.astype(np.float32)}
-                for k, s in zip(keypoints, scores)]
+        return simcc_x, simcc_y
+
+    def predict(self, inputs: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """One result per (image, box): keypoints (K, 2) in image pixels, keypoint_scores (K,).
+        The crops of the next network batch are made while the network runs this one."""
+        model, step, out = self.model, self.batch_limit, []
+        parts = [inputs[i:i + step] for i in range(0, len(inputs), step)]
+        coming = AHEAD.submit(self._prepare, parts[0])
+        for at in range(len(parts)):
+            batch, centers, scales = coming.result()
+            if at + 1 < len(parts):
+                coming = AHEAD.submit(self._prepare, parts[at + 1])
+            keypoints, scores = simcc_keypoints(*self._infer(batch), model.split_ratio, model.input_size, centers,
+                                                scales)
+            out += [{"keypoints": k.astype(np.float32), "keypoint_scores": s.astype(np.float32)}
+                    for k, s in zip(keypoints, scores)]
+        return out

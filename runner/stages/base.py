@@ -98,6 +98,10 @@ class Stage:
         return []
 
 
+def _decoded(item) -> None:
+    item.image()  # kept on the item; the future holds nothing
+
+
 @dataclass
 class Unit:
     record: Record
@@ -113,6 +117,10 @@ class CachedStage(Stage):
     code_version = 1
     batch_size = 16
     libs: tuple[str, ...] = ()
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._ahead: dict = {}  # id(item) -> its decoding, started while the previous batch computed
 
     def accepts(self, record: Record) -> bool:
         """Whether the record's inputs for this stage are known (in a dry run an
@@ -172,8 +180,12 @@ class CachedStage(Stage):
         todo = [i for i, found in enumerate(results) if found is None]
         self.stats.hits += len(units) - len(todo)
         waiting = []
-        for at in range(0, len(todo), self.batch_size):
-            waiting += self._compute_locked(todo[at:at + self.batch_size], units, keys, results)
+        batches = [todo[at:at + self.batch_size] for at in range(0, len(todo), self.batch_size)]
+        for at, batch in enumerate(batches):
+            if at + 1 < len(batches):  # the next batch's images decode while this one's model runs
+                self._decode_ahead([units[i].record for i in batches[at + 1]])
+            waiting += self._compute_locked(batch, units, keys, results)
+        self._ahead.clear()
         for i in waiting:  # another process held these: wait for it, then reuse
             with self.store.locked(keys[i]):
                 results[i] = self.store.get(keys[i])
@@ -267,10 +279,20 @@ class CachedStage(Stage):
         record.error = (f"{self.name} cannot process {record.item.source} ({size} px): {kind}: "
                         f"{lines[-1] if lines else ''}; the other inputs are processed")
 
+    def _decode_ahead(self, records: list[Record]) -> None:
+        for record in records:
+            item = record.item
+            if item._image is None and item.data is not None and id(item) not in self._ahead:
+                self._ahead[id(item)] = self.ctx.pool.submit(_decoded, item)
+
     def _decode(self, records: list[Record]) -> None:
         """Decode the records' images (in parallel); a corrupt one fails its record."""
         from runner.inputs import decode_all
         records = list({id(r): r for r in records}.values())
+        for record in records:  # decoded ahead: wait for it (its error, if any, comes again below)
+            started = self._ahead.pop(id(record.item), None)
+            if started is not None:
+                started.exception()
         try:
             decode_all([r.item for r in records], self.ctx.pool)
         except BadItem:
