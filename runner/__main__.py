@@ -1,55 +1,18 @@
 """Command line: `python -m runner recipe=NAME input=PATH [key=value ...]`,
 or `python -m runner -m ...` for a sweep. A thin layer over runner.pipeline:
-one run is composed once and run as the Python API runs it; a sweep (and any
-Hydra flag or hydra.* setting) goes through Hydra's own entry, its launchers
-and sweepers, and its exit status comes from its jobs' manifests (runner.sweep)."""
+one run is composed once (runner.config) and run as the Python API runs it;
+a sweep, or any Hydra flag or hydra.* setting, goes through the Hydra app
+(runner.hydra_app), its launchers and sweepers."""
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from runner import signals, sweep
+from runner import signals
 from runner.config import compose_run, single_run, validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
-from runner.paths import CONF_DIR
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def hydra_entry(cfg: DictConfig) -> float | None:
-    """One run (or one sweep job). A sweep job returns its metric (sweep.metric,
-    or the evaluation's main one) for a sweeper that optimises (Optuna)."""
-    from runner.pipeline import execute, one_line, summary
-
-    silence_library_noise()  # again: a launcher may run this job in a process of its own (Ray, Slurm)
-    signals.install()  # and its signals: a job's manifest says `interrupted` under any launcher
-    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
-        result = execute(cfg, keep_records=False)
-    except RunnerError as err:
-        if not in_sweep:
-            sys.exit(f"error: {err}")
-        # the job's manifest says it too; the other jobs go on
-        print(f"error: {err}", file=sys.stderr)
-        return None
-    except Exception as err:  # a bug, out of memory: the job's manifest has it (`error`); the other jobs go on
-        if not in_sweep:
-            raise
-        print(f"error: {one_line(err)} (job {HydraConfig.get().job.num}; its manifest.json has it)", file=sys.stderr)
-        return None
-    print(summary(result, dry_run=bool(cfg.dry_run)))
-    if result.failed and not in_sweep:
-        sys.exit(1)
-    metrics = result.metrics
-    if not metrics or result.failed:
-        return None
-    return metrics["values"].get(cfg.sweep.metric or metrics["main"])
 
 
 def run_once(args: list[str]) -> int:
@@ -75,11 +38,13 @@ def main() -> None:
         cfg = validate_cli(args)
         if cfg is not None:
             keep_library_files_in(Path(str(cfg.cache.dir)).expanduser())
+        from runner.hydra_app import hydra_entry
         hydra_entry()
     except RunnerError as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt:
         sys.exit("interrupted: everything finished so far is cached; re-run the same command to go on")
+    from runner import sweep
     sys.exit(sweep.exit_status())
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runner.errors import RunnerError
 from runner.hashing import sha256_file
+from runner.models.configs import config_identity, load_config
 from runner.versions import versions
 
 # Library versions that change a reference model's numbers, by the library it runs in.
@@ -72,7 +73,7 @@ class Engine:
         return None if value is None else bool(value)
 
     def params(self) -> dict:
-        return {"config": _config_identity(str(self.entry.config)), "flip_test": self.flip_test()}
+        return {"config": config_identity(str(self.entry.config)), "flip_test": self.flip_test()}
 
     def code(self) -> dict:
         return {"engine": self.name, "version": self.estimator_cls.code_version, "family": str(self.entry.family),
@@ -80,11 +81,6 @@ class Engine:
 
     def build(self, checkpoint):
         raise NotImplementedError
-
-
-def _config_identity(spec: str) -> str:
-    from runner.models.configs import config_identity
-    return config_identity(spec)
 
 
 class ReferenceEngine(Engine):
@@ -104,9 +100,9 @@ class ReferenceEngine(Engine):
         model = load_model(export_spec(cfg, self.role, checkpoint, self.estimator_cls.library, self.owner),
                            self.ctx.device, backend.name, backend.precision, cfg.device.get("threads"),
                            backend.calibration, self.estimator_cls)
-        flip = self.flip_test()
-        if flip is not None and hasattr(model, "test_cfg") and model.test_cfg is not None:
-            model.test_cfg["flip_test"] = flip
+        if self.role == "pose" and getattr(model, "test_cfg", None) is not None:  # the model is shared: set, always
+            own = (load_config(str(self.entry.config)).model.get("test_cfg") or {}).get("flip_test", False)
+            model.test_cfg["flip_test"] = own if self.flip_test() is None else self.flip_test()
         return self.estimator_cls(model)
 
 
