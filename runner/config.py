@@ -242,7 +242,7 @@ class ComposeMemo:
         from runner.versions import versions
         given = next((a.split("=", 1)[1].strip("'\"") for a in self.args if a.startswith("cache.dir=")), None)
         root = Path(given or os.environ.get("POSE_RUNNER_CACHE") or Path.home() / ".cache" / "pose-runner")
-        conf = [(str(p.relative_to(CONF_DIR)), sha256_bytes(p.read_bytes())) for p in sorted(CONF_DIR.rglob("*.yaml"))]
+        conf = [(str(p.relative_to(CONF_DIR)), sha256_bytes(p.read_bytes())) for p in config_files()]
         key = digest([self.args, conf, versions("hydra-core", "omegaconf", "pose-runner")])
         return root.expanduser() / "compose" / f"{key[:32]}.yaml"
 
@@ -268,6 +268,15 @@ class ComposeMemo:
         if not OmegaConf.has_resolver("now"):  # Hydra's, when Hydra is not imported
             OmegaConf.register_new_resolver("now", lambda pattern: datetime.now().strftime(pattern), use_cache=True)
         return cfg, self.run_dir or str(OmegaConf.create({"dir": run_dir}).dir)
+
+
+def config_files() -> list[Path]:
+    """Every YAML file composition can read: conf/, and the recipes it links to
+    (conf/recipe -> ../recipes: walked through the link, which rglob does not)."""
+    import os
+    found = [Path(top) / name for top, _, names in os.walk(CONF_DIR, followlinks=True)
+             for name in names if name.endswith(".yaml")]
+    return sorted(found)
 
 
 def validate_cli(args: list[str]) -> DictConfig | None:
