@@ -114,10 +114,13 @@ def check_backends() -> Result:
     """The backends' versions, and the precisions this CPU runs natively."""
     import onnxruntime
     import openvino
-    from runner.backends.openvino import capabilities
-    native = [p for p, flag in (("bf16", "BF16"), ("f16", "FP16")) if flag in capabilities()]
+    from omegaconf import OmegaConf
+    from runner.backends.table import choose_backend, machine_precisions, resolve_device
+    device = resolve_device(OmegaConf.create({"type": "auto"}))
+    auto = choose_backend(OmegaConf.create({"name": "auto", "precision": "f32"}), device)
     return Result("ok", "backends", f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__.split('-')[0]}; "
-                  f"backend.precision this CPU runs: f32, int8{''.join(', ' + p for p in native)}")
+                  f"backend.precision this CPU runs: {', '.join(machine_precisions('openvino'))}; "
+                  f"backend=auto picks {auto.name} ({auto.why.removeprefix('auto: ')})")
 
 
 def check_safe_load() -> Result:

@@ -139,6 +139,8 @@ def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
     def choose(device="cpu", **backend):
         return choose_backend(OmegaConf.create({"name": "auto", "precision": "f32", **backend}), device)
 
+    # the choice, on a CPU that has bf16 (whether this one has is the last case's concern)
+    monkeypatch.setattr(openvino, "capabilities", lambda: ["FP32", "BF16", "INT8"])
     assert (choose().name, choose("cuda:0").name) == ("onnxruntime", "pytorch")  # float32 kept
     assert "the CPU, float32" in choose().why
     assert choose(precision="bf16").name == "openvino" and choose("cuda:0", precision="f16").name == "pytorch"

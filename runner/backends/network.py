@@ -63,8 +63,7 @@ class Network:
         self._run = lambda batch: session.run(names, {first: batch})
 
     def _openvino(self, threads: int, precision: str) -> None:
-        from runner.backends.openvino import HINTS, check_precision, core
-        check_precision(precision)
+        from runner.backends.openvino import HINTS, core  # the precision was checked by backends.table
         compiled = core().compile_model(str(self.path), "CPU", {
             "INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})

@@ -35,7 +35,6 @@ from runner.hashing import digest, sha256_file
 
 log = logging.getLogger(__name__)
 HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "int8": "f32"}  # int8: what is not quantized stays f32
-CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
 
 
 @contextlib.contextmanager
@@ -65,14 +64,6 @@ def core():
 
 def capabilities() -> list[str]:
     return list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-
-
-def check_precision(precision: str) -> None:
-    """A clear error when this CPU cannot run `precision` natively."""
-    wanted = CAPABILITY.get(precision)
-    if wanted and wanted not in capabilities():
-        raise RunnerError(f"backend.precision={precision}: this CPU has no native {precision} support "
-                          f"(OpenVINO finds {', '.join(capabilities())}): use backend.precision=f32 or int8")
 
 
 # -- int8 ---------------------------------------------------------------------

@@ -19,12 +19,14 @@ class Row:
     precisions: tuple[str, ...]    # what it runs (f32 bit for bit; the others as noted)
     runtime: tuple[str, ...]       # libraries whose version changes its numbers
     onnx_files: bool               # runs an ONNX file (an export, or a user's model file)
+    cpu_needs: tuple[tuple[str, str], ...] = ()  # (precision, the CPU capability it runs on natively)
 
 
 TABLE: dict[str, Row] = {
     "pytorch": Row(("cpu", "cuda"), ("f32", "bf16", "f16"), (), False),              # f16 / bf16: torch.autocast
     "onnxruntime": Row(("cpu",), ("f32",), ("onnxruntime",), True),                  # the CPU provider
-    "openvino": Row(("cpu",), ("f32", "bf16", "f16", "int8"), ("openvino",), True),  # bf16 / f16 where the CPU has them; int8 by NNCF
+    "openvino": Row(("cpu",), ("f32", "bf16", "f16", "int8"), ("openvino",), True,   # int8 by NNCF
+                    (("bf16", "BF16"), ("f16", "FP16"))),                             # never emulated: refused
 }
 BACKENDS = tuple(TABLE)
 PRECISIONS = ("f32", "bf16", "f16", "int8")
@@ -115,9 +117,31 @@ def check(name: str, precision: str, device: str, onnx_files: bool = False) -> N
                           "or backend.precision=f32")
     if device.split(":")[0] not in row.devices:
         raise RunnerError(f"backend={name} runs on the CPU here: use device=cpu, or backend=pytorch on the GPU")
-    if name == "openvino":
-        from runner.backends.openvino import check_precision
-        check_precision(precision)
+    check_machine(name, precision)
+
+
+def check_machine(name: str, precision: str) -> None:
+    """One line when this machine's CPU cannot run `precision` natively on `name`."""
+    wanted = dict(TABLE[name].cpu_needs).get(precision)
+    if wanted is None:
+        return
+    found = cpu_capabilities(name)
+    if wanted not in found:
+        raise RunnerError(f"backend.precision={precision}: this CPU has no native {precision} support "
+                          f"({name} finds {', '.join(found)}): use backend.precision=f32 or int8")
+
+
+def cpu_capabilities(name: str) -> list[str]:
+    """What `name` says this CPU runs natively (asked only of a backend with cpu_needs)."""
+    from runner.backends.openvino import capabilities
+    return capabilities() if name == "openvino" else []
+
+
+def machine_precisions(name: str) -> list[str]:
+    """The precisions `name` runs on this machine's CPU."""
+    needs = dict(TABLE[name].cpu_needs)
+    found = cpu_capabilities(name) if needs else []
+    return [p for p in TABLE[name].precisions if p not in needs or needs[p] in found]
 
 
 def choose_backend(backend_cfg, device: str, onnx_files: bool = False) -> Backend:
