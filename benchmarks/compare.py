@@ -234,7 +234,8 @@ class Bench:
     def limit(self, backend: str, precision: str = "f32"):
         """The networks alone: PyTorch's own forward, or the export on ONNX Runtime / OpenVINO."""
         import numpy as np
-        from runner.backends.files import ExportSpec, ensure_export
+        from runner.backends.files import ExportSpec
+        from runner.models.loading import ensure_export
         from runner.backends.network import Network
         from runner.hashing import sha256_file
         from runner.models.loading import load_model

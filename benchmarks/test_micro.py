@@ -27,7 +27,8 @@ RUNS = _runs()
 @pytest.fixture(scope="module")
 def pose_networks(tmp_path_factory):
     """The pose network per backend: PyTorch's own forward, or the export (the native engine's network)."""
-    from runner.backends.files import ExportSpec, ensure_export
+    from runner.backends.files import ExportSpec
+    from runner.models.loading import ensure_export
     from runner.backends.network import Network
     from runner.checkpoints.safe_load import install_allow_list
     from runner.hashing import sha256_file

@@ -127,7 +127,8 @@ class NativeEngine(Engine):
     def build(self, checkpoint):
         """The estimator: the network file (the user's, or the verified export,
         made first if need be), described, compiled at the run's precision."""
-        from runner.backends.files import ensure_export, record
+        from runner.backends.files import record
+        from runner.models.loading import ensure_export  # torch only if the export must be made
         backend, cfg = self.ctx.backend, self.ctx.cfg
         if self.row.onnx_file:
             from runner.native.describe import runners_own

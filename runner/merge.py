@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from runner import atomic
 from runner.errors import RunnerError
 from runner.hashing import digest
-from runner.sweep import Job, Outcome, collect
+from runner.jobs import Job, Outcome, collect
 
 COMPLETE = ("ok", "failed")  # "failed": finished, some of its items could not be read
 

@@ -88,6 +88,10 @@ class RunContext:
         file: num_keypoints, input_size, keypoints), once its stage has set up."""
         return {**OmegaConf.to_container(self.cfg[role].model, resolve=True), **self.learned.get(role, {})}
 
+    def unit(self, role: str) -> str:
+        """What `role`'s model takes at a time: "image" or "box"."""
+        return family(str(self.cfg[role].model.family)).unit
+
     def ground_truth(self):
         """eval.ann_file, read once (None without one)."""
         if self._ground_truth is None and self.cfg.eval.ann_file:

@@ -18,7 +18,7 @@ import yaml
 
 from runner import atomic
 from runner.errors import RunnerError
-from runner.sweep import Job, Outcome, collect
+from runner.jobs import Job, Outcome, collect
 
 LOWER_IS_BETTER = {"EPE", "seconds"}
 STAGES = ("detect", "pose", "visualize", "export", "evaluate")

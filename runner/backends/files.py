@@ -60,14 +60,6 @@ class ExportSpec:
         return export_path(key, Path(self.folder), (1, 3, self.input_size[1], self.input_size[0]), OPSET)
 
 
-def ensure_export(spec: ExportSpec) -> Path:
-    """The verified export of `spec`, exported first (with torch) unless it is there."""
-    def make(path: Path) -> None:
-        from runner.models.loading import make_export
-        make_export(spec, path)
-    return verified(spec.path, "exporting", make)
-
-
 def export_settings(input_shape: tuple[int, ...], opset: int) -> dict:
     """What an export depends on besides its checkpoint and config."""
     return {"opset": opset, "input": list(input_shape[1:]), "dynamic": ["batch", "height", "width"],

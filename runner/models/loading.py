@@ -11,7 +11,7 @@ import io
 import logging
 from pathlib import Path
 
-from runner.backends.files import ExportSpec, ensure_export
+from runner.backends.files import ExportSpec, verified
 from runner.checkpoints.safe_load import install_allow_list, refused_globals_explained
 from runner.models.configs import load_config, resolve_config_path
 
@@ -64,6 +64,11 @@ def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str,
             return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
         from mmpose.apis import init_model
         return init_model(str(resolve_config_path(config_spec)), checkpoint, device=device)
+
+
+def ensure_export(spec: ExportSpec) -> Path:
+    """The verified export of `spec`, exported first (with torch) unless it is there."""
+    return verified(spec.path, "exporting", lambda path: make_export(spec, path))
 
 
 def make_export(spec: ExportSpec, path: Path) -> None:

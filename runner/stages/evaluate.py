@@ -35,10 +35,8 @@ class Evaluate(Stage):
     result: dict | None = None
 
     def setup(self) -> None:
-        from runner.families import family
-        cfg = self.ctx.cfg
         self.gt = self.ctx.ground_truth()
-        unit = family(str(cfg.pose.model.family)).unit
+        unit = self.ctx.unit("pose")
         self.spec = choose_metric(self.gt, self.ctx.model_facts("pose"), unit)
         self.predictions: list[Prediction] = []
         self.unmatched: list[str] = []
