@@ -20,11 +20,12 @@ from runner.models.rtmo import BottomupEstimator
 from runner.models.topdown import TopdownEstimator
 from runner.native.detector import NativeDetector
 from runner.native.topdown import NativeTopdown
-from runner.stages.base import ModelStage, Stage
+from runner.stages.base import Stage
 from runner.stages.detect import FromFile, WholeImage
 from runner.stages.download import Download
 from runner.stages.evaluate import Evaluate
 from runner.stages.export import Export
+from runner.stages.model import ModelStage
 from runner.stages.motion import Smooth
 from runner.stages.track import Track
 from runner.stages.visualize import Visualize
@@ -44,6 +45,11 @@ class Family:
     @property
     def unit(self) -> str:
         return (self.reference or self.native).unit
+
+    @property
+    def makes_boxes(self) -> bool:
+        """Its model finds the boxes others take (a detector)."""
+        return getattr(self.reference or self.native, "makes_boxes", False)
 
 
 FAMILIES: dict[str, Family] = {

@@ -15,6 +15,7 @@ class Detector:
     image, every box before any threshold (bboxes, scores, labels); `attach`
     keeps boxes as MMPose's demo and inferencer do."""
     unit = "image"
+    makes_boxes = True
 
     @staticmethod
     def attach(record, slot, raw, cfg) -> None:

@@ -1,8 +1,8 @@
 """What every step shares: the per-item Record that flows through the chain,
-per-stage statistics, and CachedStage, which looks each unit of work up in the
-cache, computes only the misses (in batches, under per-entry locks) and
-explains misses in dry runs. ModelStage is the cached stage that runs a model
-family's estimator (detect, pose).
+per-stage statistics, and CachedStage, the cache engine: it looks each unit of
+work up in the cache, computes only the misses (in batches, under per-entry
+locks) and explains misses in dry runs. It knows no step by name; the stages
+built on it (stages/model.py, stages/visualize.py) say what a unit is.
 
 A cached stage declares what its results depend on, as plain data: each unit's
 `input`, and the run-wide `model`, `params` and `code` (key_parts). The key is
@@ -321,69 +321,3 @@ class CachedStage(Stage):
                 found_units.append(unit)
                 results.append(found)
         self.attach(found_units, results)
-
-
-class ModelStage(CachedStage):
-    """detect or pose with a model family's estimator: which engine runs it
-    and what its keys hold is runner/engines.py's to say. `self.name` is also
-    the config section and the model's role."""
-
-    def __init__(self, ctx, name: str, row):
-        super().__init__(ctx)
-        self.name = name
-        self.row = row
-        self._estimator = None
-
-    def setup(self) -> None:
-        from runner.engines import engine_for
-        self.cfg = self.ctx.cfg[self.name]
-        self.entry = self.cfg.model
-        self.batch_size = int(self.cfg.batch_size)
-        self.engine = engine_for(self.ctx, self.name, self.row)
-        if self.row.onnx_file and self.ctx.checkpoint(self.name) is not None:
-            self.ctx.learned[self.name] = self.estimator.facts()  # checked before any image is read
-
-    def label(self) -> str:
-        return str(self.entry.name)
-
-    def accepts(self, record: Record) -> bool:
-        if self.name == "detect":  # detect.every: boxes made from the previous frame need no detector
-            return record.boxes is None and record.box_source != "pending"
-        return self.row.unit == "image" or record.boxes is not None
-
-    def waits(self, record: Record) -> bool:
-        return record.box_source == "pending" if self.name == "detect" else not self.accepts(record)
-
-    def units(self, records: list[Record]) -> list[Unit]:
-        if self.row.unit == "image":
-            return [Unit(r, r.item.content_key) for r in records]
-        return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
-                for r in records for i, box in enumerate(r.boxes)]
-
-    def key_parts(self) -> dict:
-        checkpoint = self.ctx.checkpoint(self.name)
-        return {"model": checkpoint.sha256 if checkpoint else None, "params": self.engine.params(),
-                "code": {"stage": self.name, **self.engine.code()}}
-
-    def ready(self) -> str | None:
-        return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
-
-    def may_compute(self) -> bool:
-        return not self.ctx.cfg.cache.no_models
-
-    @property
-    def estimator(self):
-        """The engine's estimator (built only when something must be computed)."""
-        if self._estimator is None:
-            self._estimator = self.engine.build(self.ctx.checkpoint(self.name))
-        return self._estimator
-
-    def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
-        if self.row.unit == "image":
-            return self.estimator.predict([u.record.item.image() for u in units])
-        return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
-
-    def attach(self, units: list[Unit], results) -> None:
-        attach = (self.row.reference or self.row.native).attach
-        for unit, raw in zip(units, results):
-            attach(unit.record, unit.slot, raw, self.ctx.cfg)

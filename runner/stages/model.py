@@ -1,0 +1,74 @@
+"""The cached stage that runs a model family's estimator (detect, pose): one
+unit of work per image or per box, as the family says; which engine runs the
+model and what its keys hold is runner/engines.py's to say."""
+from __future__ import annotations
+
+import numpy as np
+
+from runner.stages.base import CachedStage, Record, Unit
+
+
+class ModelStage(CachedStage):
+    """detect or pose with a model family's estimator: which engine runs it
+    and what its keys hold is runner/engines.py's to say. `self.name` is also
+    the config section and the model's role."""
+
+    def __init__(self, ctx, name: str, row):
+        super().__init__(ctx)
+        self.name = name
+        self.row = row
+        self._estimator = None
+
+    def setup(self) -> None:
+        from runner.engines import engine_for
+        self.cfg = self.ctx.cfg[self.name]
+        self.entry = self.cfg.model
+        self.batch_size = int(self.cfg.batch_size)
+        self.engine = engine_for(self.ctx, self.name, self.row)
+        if self.row.onnx_file and self.ctx.checkpoint(self.name) is not None:
+            self.ctx.learned[self.name] = self.estimator.facts()  # checked before any image is read
+
+    def label(self) -> str:
+        return str(self.entry.name)
+
+    def accepts(self, record: Record) -> bool:
+        if self.row.makes_boxes:  # detect.every: boxes made from the previous frame need no detector
+            return record.boxes is None and record.box_source != "pending"
+        return self.row.unit == "image" or record.boxes is not None
+
+    def waits(self, record: Record) -> bool:
+        return record.box_source == "pending" if self.row.makes_boxes else not self.accepts(record)
+
+    def units(self, records: list[Record]) -> list[Unit]:
+        if self.row.unit == "image":
+            return [Unit(r, r.item.content_key) for r in records]
+        return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
+                for r in records for i, box in enumerate(r.boxes)]
+
+    def key_parts(self) -> dict:
+        checkpoint = self.ctx.checkpoint(self.name)
+        return {"model": checkpoint.sha256 if checkpoint else None, "params": self.engine.params(),
+                "code": {"stage": self.name, **self.engine.code()}}
+
+    def ready(self) -> str | None:
+        return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
+
+    def may_compute(self) -> bool:
+        return not self.ctx.cfg.cache.no_models
+
+    @property
+    def estimator(self):
+        """The engine's estimator (built only when something must be computed)."""
+        if self._estimator is None:
+            self._estimator = self.engine.build(self.ctx.checkpoint(self.name))
+        return self._estimator
+
+    def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
+        if self.row.unit == "image":
+            return self.estimator.predict([u.record.item.image() for u in units])
+        return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
+
+    def attach(self, units: list[Unit], results) -> None:
+        attach = (self.row.reference or self.row.native).attach
+        for unit, raw in zip(units, results):
+            attach(unit.record, unit.slot, raw, self.ctx.cfg)
