@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from runner import signals
-from runner.config import compose_run, single_run, validate_cli
+from runner.config import compose_run, help_text, single_run, validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
 
@@ -32,6 +32,9 @@ def main() -> None:
     silence_library_noise()
     signals.install()
     args = sys.argv[1:]
+    if "--help" in args or "-h" in args:
+        print(help_text())
+        return
     try:
         if single_run(args):
             sys.exit(run_once(args))

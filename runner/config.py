@@ -8,15 +8,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner.backends.table import BACKENDS, DEVICES, PRECISIONS
+from runner import schema
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
 
 HYDRA_FLAGS_WE_CHECK = {"-m", "--multirun"}
 
 
-ADDABLE = ("download.checkpoints.",)
-RECIPE_STEPS = ("download", "detect", "pose", "track", "smooth", "visualize", "export", "evaluate")  # the only keys an override may add (`+key=...`)
+ADDABLE = ("download.checkpoints.",)  # the only keys an override may add (`+key=...`)
 
 
 def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
@@ -30,12 +29,45 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
             raise RunnerError(f"{override.split('=', 1)[0]}: pose-runner takes no new keys (`+` adds one) but "
                               f"+download.checkpoints.NAME=PATH; python -m runner --help lists every key")
 
+    schema.register()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as err:
         failure = err
-    raise RunnerError(one_line(failure)) from None
+    raise RunnerError(_wrong_type(failure) or one_line(failure)) from None
+
+
+def _wrong_type(err: Exception) -> str | None:
+    """A value the schema's type refuses, in the words of its rule."""
+    from omegaconf.errors import ValidationError
+    cause = err.__cause__
+    if not isinstance(cause, ValidationError) or not cause.full_key:
+        return None
+    rule = RULES.get(cause.full_key)
+    return f"{cause.full_key}={_shown(cause.value)} is not {rule.what}" if rule else None
+
+
+HELP_GROUPS = ("recipe", "detect/model", "pose/model", "device", "backend")
+
+
+def help_text() -> str:
+    """`python -m runner --help`: the choices of each group and every key of the schema."""
+    lines = ["pose-runner: cached MMPose pipelines (detect -> pose -> visualize -> export).", "",
+             "  python -m runner recipe=NAME input=PATH [key=value ...]",
+             "  python -m runner -m recipe=body_rtmpose pose/model=rtmpose_t,rtmpose_m detect.bbox_thr=0.3,0.5",
+             "  python -m runner recipe=NAME input=PATH dry_run=true     # what would run, and why", "",
+             "Choices (group=option; `recipe` picks models and steps, the others override it):"]
+    lines += [f"{group}: {', '.join(options(group))}" for group in HELP_GROUPS]
+    lines += ["", "Keys (key=value; each with its type, default and meaning):"]
+    for name, kind, default, meaning, rule in schema.keys():
+        shown = "(the chosen entry's keys: python -m runner.models list)" if name.endswith(".model") else \
+            f"{kind} = {'null' if default is None else _shown(default)}" + \
+            (f" ({rule.what})" if rule is not None and rule is not schema.BOOL else "")
+        lines.append(f"  {name}: {shown}" + (f"\n      {meaning}" if meaning else ""))
+    lines += ["", "Model details: python -m runner.models list.  Cache: python -m runner.cache info.",
+              "Environment check: python -m runner.doctor.  Hydra's own flags: --hydra-help."]
+    return "\n".join(lines)
 
 
 def options(group: str) -> list[str]:
@@ -77,91 +109,36 @@ def _unknown_key(key: str, text: str) -> str:
     return f"unknown key {key!r}"
 
 
-def _fraction(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-
-
-def _whole(least: int, none_ok: bool = False):
-    return lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least)
-
-
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
-def _numbers(*lengths: int, none_ok: bool = True):
-    def check(v) -> bool:
-        if v is None:
-            return none_ok
-        values = list(v) if not isinstance(v, (int, float, str)) else [v]
-        return len(values) in lengths and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values)
-    return check
-
-
-OVERLAY_FORMATS = ("jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff")
-# key: (check, what a good value is). Keys absent from a recipe are skipped.
-VALUE_CHECKS = {
-    "detect.bbox_thr": (_fraction, "a number between 0 and 1"),
-    "detect.nms_thr": (_fraction, "a number between 0 and 1"),
-    "visualize.kpt_thr": (_fraction, "a number between 0 and 1"),
-    "detect.batch_size": (_whole(1), "a positive whole number"),
-    "pose.batch_size": (_whole(1), "a positive whole number"),
-    "visualize.radius": (_whole(0), "a whole number of pixels, 0 or more"),
-    "visualize.thickness": (_whole(1), "a positive whole number of pixels"),
-    "max_frames": (_whole(1, none_ok=True), "a positive whole number, or null for all"),
-    "frame_stride": (_whole(1), "a positive whole number (1: every frame)"),
-    "recursive": (lambda v: isinstance(v, bool), "true or false"),
-    "max_pixels": (_whole(1, none_ok=True), "a positive whole number, or null for no limit"),
-    "device.threads": (_whole(1, none_ok=True), "a positive whole number, or null for one per core"),
-    "download.timeout_s": (_positive, "a positive number of seconds"),
-    "cache.lock_timeout_s": (_positive, "a positive number of seconds"),
-    "output.overlay_ext": (lambda v: str(v).lower() in OVERLAY_FORMATS, "one of " + ", ".join(OVERLAY_FORMATS)),
-    "detect.every": (_whole(1), "a positive whole number (1: the detector on every frame)"),
-    "detect.every_kpt_thr": (_fraction, "a number between 0 and 1"),
-    "track.iou_thr": (_fraction, "a number between 0 and 1"),
-    "track.max_lost": (_whole(0), "a whole number of frames, 0 or more"),
-    "smooth.method": (lambda v: v in ("one_euro", "butterworth", "median", "none"),
-                      "one_euro, butterworth, median or none"),
-    "smooth.min_cutoff": (_positive, "a positive frequency in Hz"),
-    "smooth.beta": (lambda v: isinstance(v, (int, float)) and v >= 0, "a number, 0 or more"),
-    "smooth.cutoff_hz": (_positive, "a positive frequency in Hz"),
-    "smooth.order": (_whole(1), "a positive whole number"),
-    "smooth.window": (_whole(1), "a positive whole number of frames"),
-    "smooth.hampel_sigmas": (_positive, "a positive number"),
-    "smooth.kpt_thr": (_fraction, "a number between 0 and 1"),
-    "smooth.max_gap": (_whole(0), "a whole number of frames, 0 or more"),
-    "export.table": (lambda v: v in (None, "csv", "parquet"), "csv, parquet or null"),
-    "shard.count": (_whole(1), "a positive whole number"),
-    "shard.index": (_whole(0), "a whole number from 0 to shard.count - 1"),
-    "cache.lock": (lambda v: v in ("auto", "os", "create"), "auto, os or create"),
-    "cache.lock_stale_s": (_positive, "a positive number of seconds"),
-    "backend.name": (lambda v: v in ("auto", *BACKENDS), ", ".join(("auto", *BACKENDS))),
-    "backend.precision": (lambda v: v in PRECISIONS, ", ".join(PRECISIONS)),
-    "device.type": (lambda v: v in DEVICES, ", ".join(DEVICES)),
-    "pose.flip_test": (lambda v: v is None or isinstance(v, bool), "true, false or null (the model's own)"),
-    "pose.camera.focal": (_numbers(2), "[fx, fy] in pixels, or null"),
-    "pose.camera.principal_point": (_numbers(2), "[cx, cy] in pixels, or null"),
-    "pose.camera.root_depth": (_numbers(1, 2), "a depth in mm, or [right, left], or null"),
-}
+RULES = {name: rule for name, _, _, _, rule in schema.keys() if rule is not None}
 FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON or an ONNX "
              "detector", "pose.model.path": "an ONNX pose model"}
 
 
+def _shown(value) -> str:
+    """A value as the user would have typed it (3, not 3.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def check_values(cfg: DictConfig) -> None:
-    """Every value Hydra cannot type-check, checked before any work starts
-    (before any checkpoint is fetched or model loaded)."""
+    """Every value held to its schema rule (range, choices), and what needs
+    more than one key, checked before any work starts (before any checkpoint
+    is fetched or model loaded)."""
     if OmegaConf.is_missing(cfg, "input"):
         raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
                           "or input=webcam")
-    for key, (good, what) in VALUE_CHECKS.items():
+    for key, rule in RULES.items():
         try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+            value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=True)
         except Exception:
-            raise RunnerError(f"{key} must be set: {what}") from None
-        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+            raise RunnerError(f"{key} must be set: {rule.what}") from None
+        if isinstance(value, str) and value == "<absent>":  # a section left out (pose.camera)
             continue
-        if not good(value):
-            raise RunnerError(f"{key}={value} is not {what}")
+        if not rule.good(value):
+            raise RunnerError(f"{key}={_shown(value)} is not {rule.what}")
     if int(cfg.shard.index) >= int(cfg.shard.count):
         raise RunnerError(f"shard.index={cfg.shard.index} is not below shard.count={cfg.shard.count}: shards are "
                           "numbered from 0")
@@ -175,13 +152,13 @@ def check_values(cfg: DictConfig) -> None:
         model = cfg[role].model
         if role in cfg.recipe.steps and str(model.family).startswith("onnx") and OmegaConf.is_missing(model, "path"):
             raise RunnerError(f"{role}/model={model.name} is an ONNX model file: pass {role}.model.path=FILE.onnx")
+    unknown = [str(s) for s in cfg.recipe.steps if str(s) not in schema.STEPS]
+    if unknown:
+        raise RunnerError(f"recipe step {unknown[0]!r} is not known: steps are {', '.join(schema.STEPS)}")
     for key, what in FILE_KEYS.items():
         value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
         if value is not None and not Path(str(value)).expanduser().is_file():
             raise RunnerError(f"{key}={value} does not exist: pass {key}=FILE ({what})")
-    unknown = [str(s) for s in cfg.recipe.steps if str(s) not in RECIPE_STEPS]
-    if unknown:
-        raise RunnerError(f"recipe step {unknown[0]!r} is not known: steps are {', '.join(RECIPE_STEPS)}")
 
 
 def quote(value: str) -> str:

@@ -11,10 +11,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from runner import signals
+from runner import schema, signals
 from runner.console import silence_library_noise
 from runner.errors import RunnerError
 from runner.paths import CONF_DIR
+
+schema.register()  # before Hydra composes (in a launcher's own process too: it imports this module)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

@@ -1,0 +1,268 @@
+"""The config's schema: every key's type, default, allowed values and meaning,
+stated once. Hydra composes conf/config.yaml onto it (ConfigStore, node
+`schema`), so a value of the wrong type fails at composition; `check` holds
+each value to its range before any work starts (a sweep's every job before
+the first runs); `python -m runner --help` lists the keys from here.
+
+The groups' YAML files (conf/detect/model/, conf/pose/model/, conf/device/,
+conf/backend/, the recipes) set only what tells one choice from another."""
+from __future__ import annotations
+
+import copy
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from runner.backends.table import BACKENDS, DEVICES, PRECISIONS
+from runner.filters import METHODS
+
+STEPS = ("download", "detect", "pose", "track", "smooth", "visualize", "export", "evaluate")
+OVERLAY_FORMATS = ("jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a good value is: `good(value)`, and the words an error says it in."""
+    good: Callable[[Any], bool]
+    what: str
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+FRACTION = Rule(lambda v: _number(v) and 0 <= v <= 1, "a number between 0 and 1")
+POSITIVE = Rule(lambda v: _number(v) and v > 0, "a positive number")
+BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def whole(least: int, what: str, none_ok: bool = False) -> Rule:
+    return Rule(lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least),
+                what)
+
+
+def one_of(*choices, what: str | None = None, lower: bool = False) -> Rule:
+    return Rule(lambda v: (str(v).lower() if lower and v is not None else v) in choices,
+                what or "one of " + ", ".join(str(c) for c in choices))
+
+
+def numbers(*lengths: int, what: str) -> Rule:
+    def good(v) -> bool:
+        if v is None:
+            return True
+        values = list(v) if not isinstance(v, (int, float, str)) else [v]
+        return len(values) in lengths and all(_number(x) for x in values)
+    return Rule(good, what)
+
+
+def key(default, help: str, rule: Rule | None = None):
+    """A config key: its default, what it means, and what a good value is."""
+    meta = {"help": help, "rule": rule}
+    if isinstance(default, (list, dict)) or is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Download:
+    mirror: Optional[str] = key(None, "a folder of checkpoints under their official file names, tried before the network")
+    dir: str = key("${cache.dir}/checkpoints", "where downloaded checkpoints are kept")
+    timeout_s: float = key(30.0, "seconds a download may stall", Rule(POSITIVE.good, "a positive number of seconds"))
+    checkpoints: Dict[str, str] = key({}, "per model, a checkpoint (path or URL) that wins over the registry's: "
+                                          "+download.checkpoints.rtmpose_m=/weights/mine.pth")
+
+
+@dataclass
+class Detect:
+    model: Any = key(None, "the detector's registry entry (detect/model=NAME)")
+    bbox_thr: float = key(0.3, "boxes below this score are dropped (applied to cached detections: no re-run)",
+                          FRACTION)
+    nms_thr: float = key(0.3, "box NMS IoU (applied to cached detections: no re-run)", FRACTION)
+    batch_size: int = key(4, "images a detector batch holds", whole(1, "a positive whole number"))
+    every: int = key(1, "videos: the detector on one frame in N; between, boxes come from the previous keypoints",
+                     whole(1, "a positive whole number (1: the detector on every frame)"))
+    every_kpt_thr: float = key(0.3, "keypoints at least this confident make those boxes", FRACTION)
+
+
+@dataclass
+class Camera:
+    focal: Optional[Any] = key(None, "[fx, fy] in pixels", numbers(2, what="[fx, fy] in pixels, or null"))
+    principal_point: Optional[Any] = key(None, "[cx, cy] in pixels",
+                                         numbers(2, what="[cx, cy] in pixels, or null"))
+    root_depth: Optional[Any] = key(None, "mm: the right hand root's depth, or [right, left]",
+                                    numbers(1, 2, what="a depth in mm, or [right, left], or null"))
+
+
+@dataclass
+class Pose:
+    model: Any = key(None, "the pose model's registry entry (pose/model=NAME)")
+    batch_size: int = key(32, "boxes (or images) a pose batch holds", whole(1, "a positive whole number"))
+    flip_test: Optional[bool] = key(None, "a second pass on the mirrored crop, averaged; null: the model config's "
+                                          "own (on for RTMPose / RTMW / DWPose); false: rtmlib's one pass",
+                                    Rule(lambda v: v is None or isinstance(v, bool),
+                                         "true, false or null (the model's own)"))
+    camera: Optional[Camera] = key(None, "3D hands (InterNet): the camera; null values: assumed from the image")
+
+
+@dataclass
+class Device:
+    type: str = key("auto", "auto (a CUDA GPU when torch sees one, else the CPU), cpu or cuda",
+                    one_of(*DEVICES, what=", ".join(DEVICES)))
+    index: int = key(0, "device=cuda: which GPU", whole(0, "a whole number, 0 or more"))
+    threads: Optional[int] = key(None, "intra-op threads of the network runtimes; null: one per core",
+                                 whole(1, "a positive whole number, or null for one per core", none_ok=True))
+
+
+@dataclass
+class Backend:
+    name: str = key("auto", "what runs the networks (runner/backends/table.py)",
+                    one_of("auto", *BACKENDS, what=", ".join(("auto", *BACKENDS))))
+    dir: str = key("${cache.dir}/onnx", "exported networks (and int8 OpenVINO IR), by checkpoint and settings")
+    precision: str = key("f32", "f32 | bf16 | f16 | int8; part of the model stages' keys",
+                         one_of(*PRECISIONS, what=", ".join(PRECISIONS)))
+    calibration: Optional[str] = key(None, "int8 only: a folder of images like the ones you will run")
+
+
+@dataclass
+class Cache:
+    dir: str = key("${oc.env:POSE_RUNNER_CACHE,${oc.env:HOME}/.cache/pose-runner}",
+                   "one cache for every run and sweep job: detections, keypoints, checkpoints, exports "
+                   "(POSE_RUNNER_CACHE moves it)")
+    refresh: bool = key(False, "recompute every entry this run touches (and overwrite it)")
+    lock_timeout_s: float = key(900.0, "longest wait for another process computing (downloading, exporting) what "
+                                       "this run needs; then a clear error, never a hang",
+                                Rule(POSITIVE.good, "a positive number of seconds"))
+    lock: str = key("auto", "auto: OS locks on local disks, lock files made atomically on network file systems "
+                            "(NFS, Lustre, GPFS), which do not all honour OS locks; or os | create",
+                    one_of("auto", "os", "create", what="auto, os or create"))
+    lock_stale_s: float = key(30.0, "a lock file whose holder stopped refreshing it this long ago is broken",
+                              Rule(POSITIVE.good, "a positive number of seconds"))
+    no_models: bool = key(False, "read model results from the cache only, never run a model (a missing one fails "
+                                 "its item): what python -m runner.merge runs with")
+
+
+@dataclass
+class Output:
+    dir: str = key("${hydra:runtime.output_dir}", "the run folder (hydra.run.dir)")
+    overlay_ext: str = key("jpg", "the overlays' image format",
+                           one_of(*OVERLAY_FORMATS, lower=True))
+    video_fourcc: str = key("mp4v", "the overlay video's codec (OpenCV FourCC)")
+
+
+@dataclass
+class Track:
+    enabled: bool = key(False, "a track id per person of a video (smoothing and per-track outputs turn it on)")
+    iou_thr: float = key(0.3, "a box continues a track whose predicted box it overlaps this much", FRACTION)
+    max_lost: int = key(30, "frames a track is kept without a match", whole(0, "a whole number of frames, 0 or more"))
+
+
+@dataclass
+class Smooth:
+    enabled: bool = key(False, "smooth each track's keypoints after pose (no model re-runs)")
+    method: str = key("one_euro", "one_euro (causal) | butterworth (zero-phase) | median | none",
+                      one_of(*METHODS, what=", ".join(METHODS[:-1]) + " or " + METHODS[-1]))
+    min_cutoff: float = key(1.0, "one_euro: Hz at rest", Rule(POSITIVE.good, "a positive frequency in Hz"))
+    beta: float = key(0.007, "one_euro: how fast the cutoff rises with speed",
+                      Rule(lambda v: _number(v) and v >= 0, "a number, 0 or more"))
+    cutoff_hz: float = key(6.0, "butterworth: cutoff", Rule(POSITIVE.good, "a positive frequency in Hz"))
+    order: int = key(4, "butterworth: order", whole(1, "a positive whole number"))
+    window: int = key(7, "median and hampel: frames", whole(1, "a positive whole number of frames"))
+    hampel: bool = key(False, "first replace outliers (hampel_sigmas robust SDs from their window's median)")
+    hampel_sigmas: float = key(3.0, "hampel: robust SDs", POSITIVE)
+    kpt_thr: float = key(0.3, "a keypoint below this is missing", FRACTION)
+    max_gap: int = key(10, "a keypoint missing for at most this many frames is interpolated (and marked)",
+                       whole(0, "a whole number of frames, 0 or more"))
+
+
+@dataclass
+class Shard:
+    count: int = key(1, "one input fanned out over this many jobs", whole(1, "a positive whole number"))
+    index: int = key(0, "this job's shard", whole(0, "a whole number from 0 to shard.count - 1"))
+
+
+@dataclass
+class Visualize:
+    kpt_thr: float = key(0.3, "keypoints below this are not drawn", FRACTION)
+    draw_bbox: bool = key(True, "draw the boxes")
+    radius: int = key(3, "keypoint radius", whole(0, "a whole number of pixels, 0 or more"))
+    thickness: int = key(1, "limb thickness", whole(1, "a positive whole number of pixels"))
+
+
+@dataclass
+class Export:
+    predictions: bool = key(True, "one JSON per image (per video) in MMPoseInferencer's layout")
+    coco_results: bool = key(True, "one COCO keypoint-results JSON for the run")
+    openpose: bool = key(False, "videos: OpenPose JSON per frame")
+    table: Optional[str] = key(None, "videos: csv | parquet, a row per frame x track x keypoint",
+                               one_of(None, "csv", "parquet", what="csv, parquet or null"))
+    trc: bool = key(False, "videos: OpenSim TRC markers per track (pixels)")
+
+
+@dataclass
+class Eval:
+    ann_file: Optional[str] = key(None, "ground truth (COCO body, COCO-WholeBody or COCO-style hands): scored "
+                                        "with MMPose's metrics into metrics.json")
+
+
+@dataclass
+class Sweep:
+    metric: Optional[str] = key(None, "the metric a sweep's report ranks jobs by; null: the evaluation's main one")
+
+
+@dataclass
+class Recipe:
+    name: str = key("", "the recipe's name")
+    steps: List[str] = key([], "the steps it chains: " + ", ".join(STEPS))
+
+
+@dataclass
+class Config:
+    input: str = key(MISSING, "an image, a video, a folder of images and videos, webcam[:N], or a stream URL")
+    recursive: bool = key(False, "walk a folder's sub-folders too (outputs keep the relative paths)")
+    frame_stride: int = key(1, "keep every Nth frame of a video, stream or webcam",
+                            whole(1, "a positive whole number (1: every frame)"))
+    dry_run: bool = key(False, "print what each stage would compute (and why) without running any model")
+    max_frames: Optional[int] = key(None, "stop a video or webcam after this many frames",
+                                    whole(1, "a positive whole number, or null for all", none_ok=True))
+    max_pixels: Optional[int] = key(178956970, "refuse an image whose header declares more pixels (Pillow's limit)",
+                                    whole(1, "a positive whole number, or null for no limit", none_ok=True))
+    show: bool = key(False, "show overlays in a window as they are made, when a display exists")
+    download: Download = key(Download(), "")
+    detect: Detect = key(Detect(), "")
+    pose: Pose = key(Pose(), "")
+    device: Device = key(Device(), "")
+    backend: Backend = key(Backend(), "")
+    cache: Cache = key(Cache(), "")
+    output: Output = key(Output(), "")
+    track: Track = key(Track(), "")
+    smooth: Smooth = key(Smooth(), "")
+    shard: Shard = key(Shard(), "")
+    visualize: Visualize = key(Visualize(), "")
+    export: Export = key(Export(), "")
+    eval: Eval = key(Eval(), "")
+    sweep: Sweep = key(Sweep(), "")
+    recipe: Recipe = key(Recipe(), "")
+
+
+def register() -> None:
+    """Put the schema where conf/config.yaml's defaults list finds it."""
+    from hydra.core.config_store import ConfigStore
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+def keys(node: type = Config, prefix: str = ""):
+    """(dotted key, type, default, help, rule) of every leaf key, in order."""
+    for f in fields(node):
+        name = prefix + f.name
+        default = f.default if f.default is not MISSING else \
+            (f.default_factory() if f.default_factory is not MISSING else "???")
+        inner = _dataclass_of(f.type)
+        if inner is not None:
+            yield from keys(inner, name + ".")
+        else:
+            rule = f.metadata.get("rule") or (BOOL if f.type in ("bool", bool) else None)
+            yield name, f.type, default, f.metadata.get("help", ""), rule
+
+
+def _dataclass_of(annotation) -> type | None:
+    found = globals().get(str(annotation).removeprefix("Optional[").removesuffix("]"))
+    return found if isinstance(found, type) and is_dataclass(found) else None
