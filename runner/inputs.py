@@ -43,11 +43,18 @@ class Item:
     source: str                  # the file (or webcam) it comes from
     content_key: str             # sha256 hex of what the pixels are decoded from
     frame_index: int | None = None  # the frame's index in its video (with frame_stride: every Nth)
-    fps: float | None = None        # frames per second of what is kept of its video
+    video_fps: float | None = None  # its video's own frames per second
+    frame_stride: int = 1           # one frame in this many is kept
     video_key: str | None = None    # a video frame's video: its content hash
     data: bytes | None = field(default=None, repr=False)      # encoded image file
     error: str | None = None     # why it could not be read, if it could not
     _image: np.ndarray | None = field(default=None, repr=False)
+
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second of what is kept of its video."""
+        return None if self.video_fps is None else self.video_fps / self.frame_stride
 
     def image(self) -> np.ndarray:
         """The BGR image, decoded once (as mmcv.imfrombytes does: cv2, colour)."""
@@ -220,7 +227,7 @@ class VideoFrames(Source):
         if not cap.isOpened():
             raise RunnerError(f"cannot open video {path}: the file is corrupt or its codec is "
                               "not supported by OpenCV; convert it (e.g. to H.264 .mp4) and re-run")
-        self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / reading.frame_stride
+        self.video_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         cap.release()
 
@@ -236,7 +243,8 @@ class VideoFrames(Source):
         for index, frame in frames:
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
             yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=str(self.path),
-                       content_key=key, frame_index=index, fps=self.fps, video_key=self.video_key, _image=frame)
+                       content_key=key, frame_index=index, video_fps=self.video_fps,
+                       frame_stride=self.reading.frame_stride, video_key=self.video_key, _image=frame)
         if not frames.read and self.reading.max_frames != 0:
             yield Item(id=self.item_name, name=self.item_name, source=str(self.path), content_key="",
                        error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
@@ -246,7 +254,7 @@ class VideoFrames(Source):
                                  "frames (the file is cut short or damaged); the frames after them are missing")
 
     def describe(self) -> dict:
-        return {**super().describe(), "sha256": self.video_key, "fps": self.fps}
+        return {**super().describe(), "sha256": self.video_key, "fps": self.video_fps / self.reading.frame_stride}
 
 
 class read_frames:
@@ -299,7 +307,6 @@ class LiveFrames(Source):
         else:
             self.name = target
             self.item_name = re.sub(r"[^A-Za-z0-9._-]+", "_", target.split("://", 1)[1]).strip("_") or "stream"
-        self.fps = 25.0
         self.warnings = []
 
     def __iter__(self) -> Iterator[Item]:
@@ -315,10 +322,11 @@ class LiveFrames(Source):
                                   "check the device (ls /dev/video*) or pass input=webcam:N")
             raise RunnerError(f"cannot open stream {self.target}: OpenCV could not connect or decode it; "
                               "check the URL (and that the stream is live) and re-run")
-        self.fps = (cap.get(cv2.CAP_PROP_FPS) or 25.0) / self.reading.frame_stride
+        video_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         for index, frame in read_frames(cap, self.reading):
             yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=self.name,
-                       content_key=sha256_bytes(frame.tobytes()), frame_index=index, fps=self.fps, _image=frame)
+                       content_key=sha256_bytes(frame.tobytes()), frame_index=index, video_fps=video_fps,
+                       frame_stride=self.reading.frame_stride, _image=frame)
 
 
 def list_folder(folder: Path, recursive: bool) -> list[Path]:

@@ -18,9 +18,9 @@ import yaml
 
 from runner import atomic
 from runner.errors import RunnerError
+from runner.evaluation import LOWER_IS_BETTER
 from runner.jobs import Job, Outcome, collect
 
-LOWER_IS_BETTER = {"EPE", "seconds"}
 STAGES = ("detect", "pose", "visualize", "export", "evaluate")
 
 
@@ -75,7 +75,7 @@ def build(outcome: Outcome, metric: str | None = None) -> Report:
     keys = dict.fromkeys(k for job in outcome.jobs for k in overrides(job))
     swept = [k for k in keys if len({r.get(k) for r in rows}) > 1]
     metric = metric or main_metric(outcome) or "seconds"
-    higher = metric not in LOWER_IS_BETTER
+    higher = metric not in LOWER_IS_BETTER and metric != "seconds"  # seconds: this report's run-time column
     scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and r["status"] == "ok"]
     best = (max if higher else min)(scored, key=lambda r: r[metric]) if scored else None
     return Report(rows, swept, metric, higher, best)

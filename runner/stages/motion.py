@@ -69,7 +69,8 @@ class Smooth(Stage):
         self.stats.seconds += time.perf_counter() - start
 
     def _begin(self, item) -> None:
-        self.video, self.fps, self.frames = item.name, float(item.fps or 25.0), []
+        self.video, self.frames = item.name, []
+        self.video_fps, self.fps = float(item.video_fps or 25.0), float(item.fps or 25.0)  # its own; of the kept frames
         self.spilled += 1
         self.spill_path = self.ctx.outputs.root / ".series" / f"{self.spilled}.bin"
         self.spill_path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +108,8 @@ class Smooth(Stage):
         self.video = None
 
     def _seconds(self, frames: np.ndarray) -> np.ndarray:
-        """A frame index's time in the video (fps is of the kept frames: every frame_stride-th)."""
-        return frames / (self.fps * int(self.ctx.cfg.frame_stride))
+        """A frame index's time in the video."""
+        return frames / self.video_fps
 
     def _series(self, rows: np.ndarray, k: int) -> dict:
         """A track on the video's frame grid: raw xy (NaN where missing or
