@@ -8,6 +8,7 @@ Supported annotation files (COCO style: `images`, `annotations`, `categories`):
 | COCO body | 17 | CocoMetric: AP, AP .5, AP .75, AP (M), AP (L), AR, ... | AP |
 | COCO-WholeBody | 133 | CocoWholeBodyMetric, per part: body, foot, face, left_hand, right_hand, whole | AP (whole) |
 | hands (OneHand10K, FreiHAND, ...) | 21 | PCKAccuracy (thr 0.2, bbox-normalised), AUC, EPE | PCK |
+| faces (COCO-WholeBody-Face style) | 68 | NME (normalised by the outer eye corners' distance) | NME |
 
 A body model is scored on the body part of a COCO-WholeBody file, a
 whole-body model on a COCO body file by its body keypoints. The metric's
@@ -33,9 +34,26 @@ from runner.coco import ImageIds
 from runner.errors import RunnerError
 from runner.hashing import sha256_file
 
-SUPPORTED = "COCO body (17 keypoints), COCO-WholeBody (133) and COCO-style hand files (21)"
-MAIN_METRIC = {"coco": "AP", "coco_wholebody": "AP", "hand": "PCK"}
-LOWER_IS_BETTER = {"EPE"}
+SUPPORTED = "COCO body (17 keypoints), COCO-WholeBody (133), COCO-style hand (21) and face (68) files"
+
+
+@dataclass(frozen=True)
+class PerBox:
+    """Ground truth scored box by box (each ground-truth box matched to the
+    predicted box that overlaps it most), by MMPose's metrics of its kind."""
+    keypoints: int           # per annotation, and of the models it scores
+    evaluators: tuple        # the defaults; a model config's own of the same types win
+    main: str
+    when_none_matched: dict  # a job that matched no box: every box a miss (means over matches: none)
+
+
+PER_BOX = {
+    "hand": PerBox(21, ({"type": "PCKAccuracy", "thr": 0.2}, {"type": "AUC"}, {"type": "EPE"}), "PCK",
+                   {"PCK": 0.0, "AUC": 0.0}),
+    "face": PerBox(68, ({"type": "NME", "norm_mode": "keypoint_distance"},), "NME", {}),
+}
+MAIN_METRIC = {"coco": "AP", "coco_wholebody": "AP", **{kind: row.main for kind, row in PER_BOX.items()}}
+LOWER_IS_BETTER = {"EPE", "NME"}
 WHOLEBODY_PARTS = (("body", "keypoints_body"), ("foot", "keypoints_foot"), ("face", "keypoints_face"),
                    ("left_hand", "keypoints_lefthand"), ("right_hand", "keypoints_righthand"),
                    ("whole", "keypoints_wholebody"))
@@ -46,7 +64,7 @@ COCO_STATS = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .7
 class GroundTruth:
     path: Path
     sha256: str
-    kind: str                      # "coco", "coco_wholebody" or "hand"
+    kind: str                      # "coco", "coco_wholebody", or a PER_BOX kind ("hand", "face")
     data: dict = field(repr=False)
     ids: ImageIds = field(repr=False)
 
@@ -89,8 +107,8 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
                           f"CrowdPose's head and neck keypoints; scoring supports {SUPPORTED}")
     elif count == 17:
         kind = "coco"
-    elif count == 21:
-        kind = "hand"
+    elif count in {row.keypoints for row in PER_BOX.values()}:
+        kind = next(k for k, row in PER_BOX.items() if row.keypoints == count)
     else:
         raise RunnerError(f"annotation file {path} has {count} keypoints per annotation; scoring supports {SUPPORTED}")
     return GroundTruth(path, sha256_file(path), kind, data, ImageIds(data["images"], str(path)))
@@ -137,10 +155,10 @@ def choose_metric(gt: GroundTruth, pose_entry, family_unit: str) -> MetricSpec:
     if gt.kind in ("coco", "coco_wholebody") and count in (17, 133):  # the body keypoints
         return MetricSpec("coco", from_model(("CocoMetric",), [{"type": "CocoMetric"}]),
                           "configs/_base_/datasets/coco.py", count == 133, topdown)
-    if gt.kind == "hand" and count == 21:
-        defaults = [{"type": "PCKAccuracy", "thr": 0.2}, {"type": "AUC"}, {"type": "EPE"}]
+    if gt.kind in PER_BOX and count == PER_BOX[gt.kind].keypoints:
+        defaults = [dict(e) for e in PER_BOX[gt.kind].evaluators]
         dataset = str(config) if config else f"configs/_base_/datasets/{pose_entry['keypoints']}.py"
-        return MetricSpec("hand", from_model(("PCKAccuracy", "AUC", "EPE"), defaults), dataset, False, topdown)
+        return MetricSpec(gt.kind, from_model(tuple(e["type"] for e in defaults), defaults), dataset, False, topdown)
     raise RunnerError(f"cannot score {name} on {gt.path} ({gt.kind.replace('_', '-')} keypoints): "
                       "use a pose model with the file's keypoints, or another annotation file")
 
@@ -166,8 +184,8 @@ def score(spec: MetricSpec, gt: GroundTruth, predictions: list[Prediction]) -> d
             contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its tables
         ann_file = Path(tmp) / "ground_truth.json"
         ann_file.write_text(json.dumps(gt.subset(image_ids)))
-        if spec.kind == "hand":
-            return _score_hands(spec, gt, predictions)
+        if spec.kind in PER_BOX:
+            return _score_per_box(spec, gt, predictions)
         metric = build_coco_metric(spec, str(ann_file), f"{tmp}/results")
         metric.process([], coco_samples(spec, predictions))
         return {k: float(v) for k, v in metric.compute_metrics(metric.results).items()}
@@ -224,15 +242,14 @@ def topdown_scale(box: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     return np.array([w, w / aspect] if w > h * aspect else [h * aspect, h], dtype=np.float32)
 
 
-def _score_hands(spec: MetricSpec, gt: GroundTruth, predictions: list[Prediction]) -> dict[str, float]:
-    """PCK / AUC / EPE per ground-truth hand, each matched to the predicted
-    hand whose box overlaps it most (IoU >= 0.5, one to one); hands with no
-    match are left out and counted (`matched_instances` of `gt_instances`)."""
+def _score_per_box(spec: MetricSpec, gt: GroundTruth, predictions: list[Prediction]) -> dict[str, float]:
+    """The kind's metrics (hands: PCK / AUC / EPE; faces: NME) per ground-truth
+    box, each matched to the predicted box that overlaps it most (IoU >= 0.5,
+    one to one); boxes with no match are left out and counted
+    (`matched_instances` of `gt_instances`)."""
     from mmpose.registry import METRICS
-    samples = hand_samples(gt, predictions)
-    # No ground-truth hand with a matched prediction: every one is a miss (PCK and
-    # AUC 0); EPE, a mean distance over matched hands, has nothing to average.
-    values: dict[str, float] = {} if samples else {"PCK": 0.0, "AUC": 0.0}
+    samples = box_samples(gt, predictions)
+    values: dict[str, float] = {} if samples else dict(PER_BOX[spec.kind].when_none_matched)
     for evaluator in spec.evaluators if samples else ():
         metric = METRICS.build(copy.deepcopy(dict(evaluator)))
         metric.dataset_meta = dataset_meta(spec)
@@ -244,9 +261,10 @@ def _score_hands(spec: MetricSpec, gt: GroundTruth, predictions: list[Prediction
     return values
 
 
-def hand_samples(gt: GroundTruth, predictions: list[Prediction]) -> list[dict]:
-    """The data samples MMPose's PCKAccuracy / AUC / EPE take: one per matched
-    ground-truth hand, with its keypoints, visibility and box (xyxy)."""
+def box_samples(gt: GroundTruth, predictions: list[Prediction]) -> list[dict]:
+    """The data samples MMPose's per-box metrics (PCKAccuracy, AUC, EPE, NME)
+    take: one per matched ground-truth box, with its keypoints, visibility and
+    box (xyxy)."""
     from scipy.optimize import linear_sum_assignment
     by_image: dict = {}
     for ann in gt.data["annotations"]:

@@ -7,6 +7,7 @@ seeded weights; runner.models.fabricate) and served by an HTTP server on
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -135,3 +136,18 @@ def _allow_list():
     """MMPose's own init_model (the reference path) loads with weights_only too."""
     from runner.checkpoints.safe_load import install_allow_list
     install_allow_list()
+
+
+def face_file(tmp_path):
+    """A COCO-style face file (COCO-WholeBody-Face's layout): each valid face of
+    the shared whole-body ground truth, its face_box and its 68 face_kpts."""
+    data = json.loads((COCO / "test_coco_wholebody.json").read_text())
+    faces = [{"id": a["id"], "image_id": a["image_id"], "category_id": 1, "iscrowd": 0, "bbox": a["face_box"],
+              "area": a["face_box"][2] * a["face_box"][3], "keypoints": a["face_kpts"],
+              "num_keypoints": sum(v > 0 for v in a["face_kpts"][2::3])}
+             for a in data["annotations"] if a.get("face_valid")]
+    path = tmp_path / "faces.json"
+    with_faces = {a["image_id"] for a in faces}
+    path.write_text(json.dumps({"images": [im for im in data["images"] if im["id"] in with_faces], "annotations": faces,
+                                "categories": [{"id": 1, "name": "face"}]}))
+    return path

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import runner
-from conftest import COCO, DATA
+from conftest import COCO, DATA, face_file
 from runner.errors import RunnerError
 from runner.evaluation import Prediction, choose_metric, load_ground_truth, score
 from runner.models.registry import load_entry
 
 BODY = COCO / "test_coco.json"
-WHOLEBODY = COCO / "test_coco_wholebody.json"
+WHOLEBODY = COCO / "test_coco_wholebody.json"  # conftest.face_file makes a face file of its faces
 HANDS = {"onehand10k": DATA / "onehand10k" / "test_onehand10k.json",
          "freihand": DATA / "freihand" / "test_freihand.json"}
 
@@ -67,6 +67,15 @@ def test_hand_ground_truth_scores_pck_1(dataset):
     # MMPose's AUC averages PCK over 20 thresholds from 0 px: none passes 0
     assert values["AUC"] == pytest.approx(19 / 20)
     assert values["matched_instances"] == values["gt_instances"] == len(gt.data["annotations"])
+
+
+def test_face_ground_truth_scores_nme_0(tmp_path):
+    gt = load_ground_truth(face_file(tmp_path))
+    spec = choose_metric(gt, load_entry("rtmpose_m_face"), "box")
+    values = score(spec, gt, predictions_from(gt))
+    assert gt.kind == "face" and spec.main == "NME"
+    assert values["NME"] == pytest.approx(0.0)
+    assert values["matched_instances"] == values["gt_instances"] == len(gt.data["annotations"]) == 4
 
 
 # -- the same numbers as MMPose's metric classes and COCOeval ------------------------
@@ -160,6 +169,25 @@ def test_hand_metrics_equal_pck_auc_epe():
         for name, value in metric.compute_metrics(metric.results).items():
             assert ours[name] == pytest.approx(value, abs=1e-6), name
     assert 0.0 < ours["PCK"] < 1.0
+
+
+def test_face_metric_equals_nme(tmp_path):
+    from mmpose.evaluation.metrics import NME
+    gt = load_ground_truth(face_file(tmp_path))
+    predictions = predictions_from(gt, noise=3.0)
+    ours = score(choose_metric(gt, load_entry("rtmpose_m_face"), "box"), gt, predictions)
+    samples = []
+    for pred in predictions:  # each prediction is its annotation's, in order
+        anns = [a for a in gt.data["annotations"] if a["image_id"] == pred.image_id]
+        for i, ann in enumerate(anns):
+            kpts = np.array(ann["keypoints"], np.float32).reshape(1, -1, 3)
+            x, y, w, h = ann["bbox"]
+            samples.append({"pred_instances": {"keypoints": pred.keypoints[i:i + 1]},
+                            "gt_instances": {"keypoints": kpts[..., :2], "keypoints_visible": np.minimum(1, kpts[..., 2]),
+                                             "bboxes": np.array([[x, y, x + w, y + h]], np.float32)}})
+    direct = run_metric_directly(NME(norm_mode="keypoint_distance"), "configs/_base_/datasets/coco_wholebody_face.py",
+                                 predictions, samples)
+    assert ours["NME"] == pytest.approx(direct["NME"], rel=1e-6) and ours["NME"] > 0
 
 
 # -- in a run -------------------------------------------------------------------------

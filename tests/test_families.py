@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import runner
-from conftest import COCO, DATA
+from conftest import COCO, DATA, face_file
 from reference import (REORDER_RTOL, Compared, assert_instances_match, decoding_margins, load_detector,
                        load_pose_model, reference_boxes)
 from runner.config import compose_config
@@ -130,6 +130,20 @@ def test_hand3d_exports_camera_space_handedness_and_root_depth(run_recipe):
 
 
 # -- parity with MMPose's own inference, per family -------------------------------
+
+def test_a_family_with_its_own_keypoints_and_metric_face_rtmpose(run_recipe, tmp_path):
+    """RTMPose-m face (68 keypoints, NME): its YAML, a recipe and a metric row
+    (evaluation.PER_BOX) were all it took; boxes from a COCO-style face file."""
+    faces = face_file(tmp_path)
+    result = run_recipe("face_rtmpose", COCO, "detect/model=gt", f"eval.ann_file={faces}")
+    found = all_instances(result)
+    assert len(found) == 4 and all(np.shape(i["keypoints"]) == (68, 2) for i in found)
+    metrics = result.metrics
+    assert (metrics["main"], metrics["kind"], metrics["higher_is_better"]) == ("NME", "face", False)
+    assert metrics["values"]["matched_instances"] == metrics["values"]["gt_instances"] == 4
+    assert metrics["values"]["NME"] > 0  # locally made weights: far from the faces, scored
+    assert len(list((result.out_dir / "overlays").iterdir())) == len(result.records)
+
 
 @pytest.mark.parametrize("recipe,overrides,folder,bbox_thr", [
     ("hand_rtmpose", [], HANDS, 0.6),
@@ -300,7 +314,7 @@ def test_shortcuts_pick_what_mmposeinferencer_picks(shortcut):
 def test_default_models_of_the_recipes():
     expect = {"body_rtmpose": ("rtmdet_m_person", "rtmpose_m"), "body_rtmo": (None, "rtmo_l"),
               "hand_rtmpose": ("rtmdet_nano_hand", "rtmpose_m_hand"),
-              "hand3d_internet": ("whole_image", "internet_res50"),
+              "hand3d_internet": ("whole_image", "internet_res50"), "face_rtmpose": ("whole_image", "rtmpose_m_face"),
               "wholebody_rtmw": ("rtmdet_m_person", "rtmw_l"), "wholebody_dwpose": ("rtmdet_m_person", "dwpose_l")}
     for recipe, (det, pose) in expect.items():
         cfg = compose_config([f"recipe={recipe}"])

@@ -15,7 +15,7 @@ import numpy as np
 from runner.errors import RunnerError
 
 # The keypoint set of a model that only says how many keypoints it has (an ONNX file).
-BY_COUNT = {17: "coco", 21: "coco_wholebody_hand", 26: "halpe26", 133: "coco_wholebody"}
+BY_COUNT = {17: "coco", 21: "coco_wholebody_hand", 26: "halpe26", 68: "coco_wholebody_face", 133: "coco_wholebody"}
 
 
 @dataclass(frozen=True)
