@@ -127,15 +127,15 @@ class NativeEngine(Engine):
     def build(self, checkpoint):
         """The estimator: the network file (the user's, or the verified export,
         made first if need be), described, compiled at the run's precision."""
-        from runner.backends.files import record
-        from runner.models.loading import ensure_export  # torch only if the export must be made
+        from runner.backends.files import record, verified_export
         backend, cfg = self.ctx.backend, self.ctx.cfg
         if self.row.onnx_file:
             from runner.native.describe import runners_own
             path = Path(checkpoint.path)
             structure = (runners_own(path) or (None, None))[1]
         else:
-            path = ensure_export(export_spec(cfg, self.role, checkpoint, self.row.reference.library, self.owner))
+            path = verified_export(export_spec(cfg, self.role, checkpoint, self.row.reference.library, self.owner),
+                                   _make_export)
             structure = record(path)["structure"]
         threads = cfg.device.get("threads")
         compiled = network(str(path), backend.name, threads, "f32" if backend.precision == "int8" else
@@ -200,3 +200,8 @@ def describable(ctx, role: str, row) -> bool:
         except (OSError, ValueError, KeyError):
             pass
     return native_description(str(ctx.cfg[role].model.config)) is not None
+
+
+def _make_export(spec, path) -> None:
+    from runner.models.loading import make_export  # torch: only when an export must be made
+    make_export(spec, path)

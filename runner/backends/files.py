@@ -60,6 +60,12 @@ class ExportSpec:
         return export_path(key, Path(self.folder), (1, 3, self.input_size[1], self.input_size[0]), OPSET)
 
 
+def verified_export(spec: ExportSpec, make) -> Path:
+    """The verified export of `spec`, made first by `make(spec, path)` (with
+    torch: the reference engine's make_export) unless it is there."""
+    return verified(spec.path, "exporting", lambda path: make(spec, path))
+
+
 def export_settings(input_shape: tuple[int, ...], opset: int) -> dict:
     """What an export depends on besides its checkpoint and config."""
     return {"opset": opset, "input": list(input_shape[1:]), "dynamic": ["batch", "height", "width"],

@@ -11,7 +11,7 @@ import io
 import logging
 from pathlib import Path
 
-from runner.backends.files import ExportSpec, verified
+from runner.backends.files import ExportSpec, verified_export
 from runner.checkpoints.safe_load import install_allow_list, refused_globals_explained
 from runner.models.configs import load_config, resolve_config_path
 
@@ -68,7 +68,7 @@ def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str,
 
 def ensure_export(spec: ExportSpec) -> Path:
     """The verified export of `spec`, exported first (with torch) unless it is there."""
-    return verified(spec.path, "exporting", lambda path: make_export(spec, path))
+    return verified_export(spec, make_export)
 
 
 def make_export(spec: ExportSpec, path: Path) -> None:
