@@ -395,10 +395,14 @@ def main(argv=None) -> None:
         "folders": results, "peak_rss_mb": memory,
         "memory_target": targets({"rss_1000_vs_100": memory[1000] / memory[100]}) if memory else {},
     }
-    opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "compare.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (opts.out / "compare.md").write_text(text)
+    publish(opts.out, "compare", report, markdown(report))
+
+
+def publish(folder: Path, name: str, report: dict, text: str) -> None:
+    """A benchmark's results: NAME.json (the numbers), NAME.md (the table), printed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (folder / f"{name}.md").write_text(text)
     print(text)
 
 

@@ -15,7 +15,6 @@ Writes drift.{json,md}."""
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     opts = parser.parse_args(argv)
-    from benchmarks.compare import checkpoints, video_frames
+    from benchmarks.compare import checkpoints, publish, video_frames
     from runner.console import silence_library_noise
     silence_library_noise()
     work = Path(tempfile.mkdtemp(prefix="pose-runner-drift-"))
@@ -98,11 +97,7 @@ def main(argv=None) -> None:
         rows = measure(work, ckpt, detector, pose, frames)
         report["pairs"][pair] = rows
         report["keypoints"][pair] = next((r["keypoints"] for r in rows if "keypoints" in r), 0)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "drift.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (opts.out / "drift.md").write_text(text)
-    print(text)
+    publish(opts.out, "drift", report, markdown(report))
 
 
 if __name__ == "__main__":

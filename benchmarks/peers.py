@@ -22,7 +22,6 @@ Writes benchmarks/results/peers.{json,md} (or --out)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -189,14 +188,10 @@ def main(argv=None) -> None:
     opts = parser.parse_args(argv)
     if not (ROOT / ".cache" / "bench-libs" / "rtmlib").is_dir():
         raise SystemExit("rtmlib is not installed for the benchmarks: make bench (installs it into .cache/bench-libs)")
-    from benchmarks.compare import _cpu_name
+    from benchmarks.compare import _cpu_name, publish
     report = {"cpu": _cpu_name(), "threads": opts.threads, "repeats": opts.repeats,
               "python": platform.python_version(), **measure(opts.repeats, opts.threads)}
-    opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "peers.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (opts.out / "peers.md").write_text(text)
-    print(text)
+    publish(opts.out, "peers", report, markdown(report))
 
 
 if __name__ == "__main__":

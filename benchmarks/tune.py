@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.compare import DATA, ROOT, _cpu_name, checkpoints
+from benchmarks.compare import DATA, ROOT, _cpu_name, checkpoints, publish
 from runner.console import silence_library_noise
 
 DETECTOR = "rtmdet_m_person"
@@ -90,11 +90,7 @@ def main(argv=None) -> None:
                    "tuned_vs_every_model_once_seconds": tuned["seconds"] / every["seconds"],
                    "tuned_vs_every_model_once_calls": sum(tuned["calls"].values()) / sum(every["calls"].values())},
     }
-    opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "tune.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report, default_model="rtmpose_m" if "rtmpose_m" in cold else models[0])
-    (opts.out / "tune.md").write_text(text)
-    print(text)
+    publish(opts.out, "tune", report, markdown(report, default_model="rtmpose_m" if "rtmpose_m" in cold else models[0]))
 
 
 def markdown(report: dict, default_model: str) -> str:
