@@ -55,6 +55,7 @@ def forget_models() -> None:
 class Engine:
     """How one role's model of a run is run (ModelStage asks it for keys and an estimator)."""
     name = ""
+    runs = ""  # which of the family row's estimators it runs: "reference" or "native"
 
     def __init__(self, ctx, role: str, row):
         self.ctx, self.role, self.row = ctx, role, row
@@ -65,7 +66,7 @@ class Engine:
 
     @property
     def estimator_cls(self):
-        raise NotImplementedError
+        return getattr(self.row, self.runs)
 
     def flip_test(self):
         """pose.flip_test as asked (None: the model's own), for the key."""
@@ -84,11 +85,7 @@ class Engine:
 
 
 class ReferenceEngine(Engine):
-    name = "mmpose"
-
-    @property
-    def estimator_cls(self):
-        return self.row.reference
+    name, runs = "mmpose", "reference"
 
     def code(self) -> dict:
         return {**super().code(), "libs": versions(*MODEL_LIBS[self.estimator_cls.library])}
@@ -107,11 +104,7 @@ class ReferenceEngine(Engine):
 
 
 class NativeEngine(Engine):
-    name = "native"
-
-    @property
-    def estimator_cls(self):
-        return self.row.native
+    name, runs = "native", "native"
 
     def params(self) -> dict:
         if not self.row.onnx_file:

@@ -5,6 +5,7 @@ file computes only it; a killed shard is named and a re-run completes the
 merge; the lock for network filesystems keeps two processes to one computation."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -150,37 +151,7 @@ def test_a_killed_shard_is_named_and_a_re_run_completes_the_merge(models, unshar
     assert outputs(sweep / "merged") == outputs(plain)
 
 
-def _hold_create_lock(path: str, ready) -> None:
-    from runner import atomic
-    atomic.set_lock_kind("create")
-    atomic.lock(path).acquire(timeout=0)
-    ready.set()
-    time.sleep(600)
-
-
-def test_create_locks_break_when_their_holder_died(tmp_path):
-    import multiprocessing
-    from runner import atomic
-    atomic.set_lock_kind("create")
-    atomic.CreateLock.STALE_S = 1.0
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        ready = ctx.Event()
-        holder = ctx.Process(target=_hold_create_lock, args=(str(tmp_path / "entry.lock"), ready))
-        holder.start()
-        assert ready.wait(30)
-        assert atomic.try_lock(tmp_path / "entry.lock") is None  # held, and kept fresh
-        holder.kill()
-        holder.join()
-        with atomic.locked(tmp_path / "entry.lock", "a test entry", timeout_s=30):  # stale after ~1 s: broken
-            assert (tmp_path / "entry.lock").exists()
-        assert not (tmp_path / "entry.lock").exists()
-    finally:
-        atomic.set_lock_kind("auto")
-        atomic.CreateLock.STALE_S = 30.0
-
-
-def _hold_with_heartbeat(path: str, ready, stale_s: float, beat_s: float) -> None:
+def _hold_create_lock(path: str, ready, stale_s: float, beat_s: float) -> None:
     from runner import atomic
     atomic.set_lock_kind("create")
     atomic.CreateLock.STALE_S, atomic.CreateLock.HEARTBEAT_S = stale_s, beat_s
@@ -189,27 +160,47 @@ def _hold_with_heartbeat(path: str, ready, stale_s: float, beat_s: float) -> Non
     time.sleep(600)
 
 
-def test_a_live_holders_heartbeat_keeps_its_lock_past_the_stale_time(tmp_path):
+@contextlib.contextmanager
+def create_lock_held(path: Path, stale_s: float, beat_s: float):
+    """A create-lock held by another process (its heartbeat every `beat_s`),
+    with this process's stale time `stale_s`; yields the holder (kill it to die)."""
     import multiprocessing
     from runner import atomic
     atomic.set_lock_kind("create")
-    atomic.CreateLock.STALE_S = 0.5
+    atomic.CreateLock.STALE_S = stale_s
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_create_lock, args=(str(path), ready, stale_s, beat_s))
+    holder.start()
     try:
-        ctx = multiprocessing.get_context("spawn")
-        ready = ctx.Event()
-        holder = ctx.Process(target=_hold_with_heartbeat, args=(str(tmp_path / "entry.lock"), ready, 0.5, 0.1))
-        holder.start()
         assert ready.wait(30)
+        yield holder
+    finally:
+        holder.kill()
+        holder.join()
+        atomic.set_lock_kind("auto")
+        atomic.CreateLock.STALE_S = 30.0
+
+
+def test_create_locks_break_when_their_holder_died(tmp_path):
+    from runner import atomic
+    with create_lock_held(tmp_path / "entry.lock", 1.0, 0.25) as holder:
+        assert atomic.try_lock(tmp_path / "entry.lock") is None  # held, and kept fresh
+        holder.kill()
+        holder.join()
+        with atomic.locked(tmp_path / "entry.lock", "a test entry", timeout_s=30):  # stale after ~1 s: broken
+            assert (tmp_path / "entry.lock").exists()
+        assert not (tmp_path / "entry.lock").exists()
+
+
+def test_a_live_holders_heartbeat_keeps_its_lock_past_the_stale_time(tmp_path):
+    from runner import atomic
+    with create_lock_held(tmp_path / "entry.lock", 0.5, 0.1):
         held_by = (tmp_path / "entry.lock").read_text().split()[:3]
         with pytest.raises(atomic.LockTimeout):  # four stale times of waiting: never broken
             with atomic.locked(tmp_path / "entry.lock", "a test entry", timeout_s=2.0):
                 pass
         assert (tmp_path / "entry.lock").read_text().split()[:3] == held_by
-        holder.kill()
-        holder.join()
-    finally:
-        atomic.set_lock_kind("auto")
-        atomic.CreateLock.STALE_S = 30.0
 
 
 def test_a_stale_verdict_never_removes_the_lock_another_waiter_has_just_taken(tmp_path, monkeypatch):
