@@ -138,6 +138,7 @@ def test_a_family_with_its_own_keypoints_and_metric_face_rtmpose(run_recipe, tmp
     result = run_recipe("face_rtmpose", COCO, "detect/model=gt", f"eval.ann_file={faces}")
     found = all_instances(result)
     assert len(found) == 4 and all(np.shape(i["keypoints"]) == (68, 2) for i in found)
+    assert all(i["face"]["keypoints"] == i["keypoints"] for i in found)  # its part: all 68 (OpenPose's face array)
     metrics = result.metrics
     assert (metrics["main"], metrics["kind"], metrics["higher_is_better"]) == ("NME", "face", False)
     assert metrics["values"]["matched_instances"] == metrics["values"]["gt_instances"] == 4
