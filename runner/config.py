@@ -214,11 +214,10 @@ class ComposeMemo:
 
     @property
     def path(self) -> Path:
-        import os
         from runner.hashing import digest, sha256_bytes
         from runner.versions import versions
         given = next((a.split("=", 1)[1].strip("'\"") for a in self.args if a.startswith("cache.dir=")), None)
-        root = Path(given or os.environ.get("POSE_RUNNER_CACHE") or Path.home() / ".cache" / "pose-runner")
+        root = Path(given or OmegaConf.create({"dir": schema.Cache().dir}).dir)  # the schema's default, resolved
         conf = [(str(p.relative_to(CONF_DIR)), sha256_bytes(p.read_bytes())) for p in config_files()]
         key = digest([self.args, conf, versions("hydra-core", "omegaconf", "pose-runner")])
         return root.expanduser() / "compose" / f"{key[:32]}.yaml"

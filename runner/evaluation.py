@@ -52,6 +52,7 @@ PER_BOX = {
                    {"PCK": 0.0, "AUC": 0.0}),
     "face": PerBox(68, ({"type": "NME", "norm_mode": "keypoint_distance"},), "NME", {}),
 }
+PER_BOX_KIND = {row.keypoints: kind for kind, row in PER_BOX.items()}  # an annotation's keypoint count -> its kind
 MAIN_METRIC = {"coco": "AP", "coco_wholebody": "AP", **{kind: row.main for kind, row in PER_BOX.items()}}
 LOWER_IS_BETTER = {"EPE", "NME"}
 WHOLEBODY_PARTS = (("body", "keypoints_body"), ("foot", "keypoints_foot"), ("face", "keypoints_face"),
@@ -107,8 +108,8 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
                           f"CrowdPose's head and neck keypoints; scoring supports {SUPPORTED}")
     elif count == 17:
         kind = "coco"
-    elif count in {row.keypoints for row in PER_BOX.values()}:
-        kind = next(k for k, row in PER_BOX.items() if row.keypoints == count)
+    elif count in PER_BOX_KIND:
+        kind = PER_BOX_KIND[count]
     else:
         raise RunnerError(f"annotation file {path} has {count} keypoints per annotation; scoring supports {SUPPORTED}")
     return GroundTruth(path, sha256_file(path), kind, data, ImageIds(data["images"], str(path)))

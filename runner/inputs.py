@@ -36,6 +36,11 @@ class BadItem(RunnerError):
     """One input item could not be read; the run goes on without it."""
 
 
+def kept_fps(video_fps: float, frame_stride: int) -> float:
+    """Frames per second of what frame_stride keeps of a video."""
+    return video_fps / frame_stride
+
+
 @dataclass
 class Item:
     id: str                      # stable name: "000000000785.jpg", "demo.mp4#000012"
@@ -50,11 +55,10 @@ class Item:
     error: str | None = None     # why it could not be read, if it could not
     _image: np.ndarray | None = field(default=None, repr=False)
 
-
     @property
     def fps(self) -> float | None:
         """Frames per second of what is kept of its video."""
-        return None if self.video_fps is None else self.video_fps / self.frame_stride
+        return None if self.video_fps is None else kept_fps(self.video_fps, self.frame_stride)
 
     def image(self) -> np.ndarray:
         """The BGR image, decoded once (as mmcv.imfrombytes does: cv2, colour)."""
@@ -254,7 +258,8 @@ class VideoFrames(Source):
                                  "frames (the file is cut short or damaged); the frames after them are missing")
 
     def describe(self) -> dict:
-        return {**super().describe(), "sha256": self.video_key, "fps": self.video_fps / self.reading.frame_stride}
+        fps = kept_fps(self.video_fps, self.reading.frame_stride)
+        return {**super().describe(), "sha256": self.video_key, "fps": fps}
 
 
 class read_frames:

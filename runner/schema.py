@@ -1,7 +1,7 @@
 """The config's schema: every key's type, default, allowed values and meaning,
 stated once. Hydra composes conf/config.yaml onto it (ConfigStore, node
-`schema`), so a value of the wrong type fails at composition; `check` holds
-each value to its range before any work starts (a sweep's every job before
+`schema`), so a value of the wrong type fails at composition; each key's rule
+holds its value to its range (runner.config.check_values) before any work starts (a sweep's every job before
 the first runs); `python -m runner --help` lists the keys from here.
 
 The groups' YAML files (conf/detect/model/, conf/pose/model/, conf/device/,
@@ -31,8 +31,11 @@ def _number(v) -> bool:
 
 
 FRACTION = Rule(lambda v: _number(v) and 0 <= v <= 1, "a number between 0 and 1")
-POSITIVE = Rule(lambda v: _number(v) and v > 0, "a positive number")
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def positive(what: str = "a positive number") -> Rule:
+    return Rule(lambda v: _number(v) and v > 0, what)
 
 
 def whole(least: int, what: str, none_ok: bool = False) -> Rule:
@@ -64,9 +67,10 @@ def key(default, help: str, rule: Rule | None = None):
 
 @dataclass
 class Download:
-    mirror: Optional[str] = key(None, "a folder of checkpoints under their official file names, tried before the network")
+    mirror: Optional[str] = key(None, "a folder of checkpoints under their official file names, tried before the "
+                                      "network")
     dir: str = key("${cache.dir}/checkpoints", "where downloaded checkpoints are kept")
-    timeout_s: float = key(30.0, "seconds a download may stall", Rule(POSITIVE.good, "a positive number of seconds"))
+    timeout_s: float = key(30.0, "seconds a download may stall", positive("a positive number of seconds"))
     checkpoints: Dict[str, str] = key({}, "per model, a checkpoint (path or URL) that wins over the registry's: "
                                           "+download.checkpoints.rtmpose_m=/weights/mine.pth")
 
@@ -130,12 +134,12 @@ class Cache:
     refresh: bool = key(False, "recompute every entry this run touches (and overwrite it)")
     lock_timeout_s: float = key(900.0, "longest wait for another process computing (downloading, exporting) what "
                                        "this run needs; then a clear error, never a hang",
-                                Rule(POSITIVE.good, "a positive number of seconds"))
+                                positive("a positive number of seconds"))
     lock: str = key("auto", "auto: OS locks on local disks, lock files made atomically on network file systems "
                             "(NFS, Lustre, GPFS), which do not all honour OS locks; or os | create",
                     one_of("auto", "os", "create", what="auto, os or create"))
     lock_stale_s: float = key(30.0, "a lock file whose holder stopped refreshing it this long ago is broken",
-                              Rule(POSITIVE.good, "a positive number of seconds"))
+                              positive("a positive number of seconds"))
     no_models: bool = key(False, "read model results from the cache only, never run a model (a missing one fails "
                                  "its item): what python -m runner.merge runs with")
 
@@ -160,14 +164,14 @@ class Smooth:
     enabled: bool = key(False, "smooth each track's keypoints after pose (no model re-runs)")
     method: str = key("one_euro", "one_euro (causal) | butterworth (zero-phase) | median | none",
                       one_of(*METHODS, what=", ".join(METHODS[:-1]) + " or " + METHODS[-1]))
-    min_cutoff: float = key(1.0, "one_euro: Hz at rest", Rule(POSITIVE.good, "a positive frequency in Hz"))
+    min_cutoff: float = key(1.0, "one_euro: Hz at rest", positive("a positive frequency in Hz"))
     beta: float = key(0.007, "one_euro: how fast the cutoff rises with speed",
                       Rule(lambda v: _number(v) and v >= 0, "a number, 0 or more"))
-    cutoff_hz: float = key(6.0, "butterworth: cutoff", Rule(POSITIVE.good, "a positive frequency in Hz"))
+    cutoff_hz: float = key(6.0, "butterworth: cutoff", positive("a positive frequency in Hz"))
     order: int = key(4, "butterworth: order", whole(1, "a positive whole number"))
     window: int = key(7, "median and hampel: frames", whole(1, "a positive whole number of frames"))
     hampel: bool = key(False, "first replace outliers (hampel_sigmas robust SDs from their window's median)")
-    hampel_sigmas: float = key(3.0, "hampel: robust SDs", POSITIVE)
+    hampel_sigmas: float = key(3.0, "hampel: robust SDs", positive())
     kpt_thr: float = key(0.3, "a keypoint below this is missing", FRACTION)
     max_gap: int = key(10, "a keypoint missing for at most this many frames is interpolated (and marked)",
                        whole(0, "a whole number of frames, 0 or more"))
@@ -199,7 +203,7 @@ class Export:
 
 @dataclass
 class Eval:
-    ann_file: Optional[str] = key(None, "ground truth (COCO body, COCO-WholeBody or COCO-style hands): scored "
+    ann_file: Optional[str] = key(None, "ground truth (COCO body, COCO-WholeBody, COCO-style hands or faces): scored "
                                         "with MMPose's metrics into metrics.json")
 
 
