@@ -98,7 +98,10 @@ def sha256_file(path: str | Path) -> str:
 
 class FileHasher:
     """sha256 of file contents. A file of MEMO_MIN_BYTES or more whose
-    (size, mtime_ns, inode, device) match the memo is not read again."""
+    (size, mtime_ns, ctime_ns, inode, device) match the memo is not read again.
+    The ctime is what makes the stamp trustworthy: a user (or a copy tool) can
+    set a file's mtime back after rewriting it, but every write, rename into
+    place or utime call moves its ctime to now, and nothing but the kernel sets it."""
 
     def __init__(self, memo_dir: str | Path | None):
         self.memo_dir = Path(memo_dir) if memo_dir else None
@@ -107,7 +110,7 @@ class FileHasher:
     def sha256(self, path: str | Path) -> str:
         real = os.path.realpath(path)
         st = os.stat(real)
-        stamp = (real, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        stamp = (real, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
         if stamp in self._seen:
             return self._seen[stamp]
         memo = self._memo_path(real) if st.st_size >= MEMO_MIN_BYTES else None

@@ -45,3 +45,21 @@ def test_the_same_value_has_the_same_digest_in_another_process():
     runs = {subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout for _ in range(2)}
     assert len(runs) == 1 and len(runs.pop().split()) == 2
+
+
+def test_a_file_rewritten_in_place_with_its_mtime_set_back_is_hashed_anew(tmp_path):
+    """The stat memo must not trust a stamp a user can set: same size, same
+    inode, mtime restored with os.utime (as `touch -r` or a copy tool does)."""
+    import os
+    from runner.hashing import MEMO_MIN_BYTES, FileHasher, sha256_file
+    path = tmp_path / "weights.onnx"
+    path.write_bytes(b"a" * MEMO_MIN_BYTES)
+    before = os.stat(path)
+    first = FileHasher(tmp_path / "memo").sha256(path)
+    with open(path, "r+b") as f:  # in place: the inode stays
+        f.write(b"b")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    for hasher in (FileHasher(tmp_path / "memo"), FileHasher(tmp_path / "memo")):  # the memo on disk, then again
+        assert hasher.sha256(path) == sha256_file(path) != first

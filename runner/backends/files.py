@@ -2,7 +2,7 @@
 ONNX exports and int8 networks (OpenVINO IR). Each has a JSON record beside it
 (its output structure, its files' sha256, what the native engine needs to
 know of its model); a file is checked against its record before every use
-(through the hasher's stat memo: a file whose size and mtime are unchanged is
+(through the hasher's stat memo: a file whose size, mtime and ctime are unchanged is
 not read again) and made again when it is damaged or altered. Where its
 folder cannot be written, it is made in a scratch folder for this process.
 No torch here: the ONNX-native engine finds and checks exports without it."""
