@@ -126,3 +126,19 @@ def test_dry_resolution_never_downloads(tmp_path, served_dir, server):
     resolver = CheckpointResolver(tmp_path / "ckpt")
     assert resolver.resolve(f"{server}/{name}", owner="pose.model.checkpoint", fetch=False) is None
     assert not (tmp_path / "ckpt" / name).exists()
+
+
+def test_two_urls_with_one_file_name_are_two_checkpoints(tmp_path, served_dir, server):
+    """`best.pth` of one training run is not `best.pth` of another: a name that
+    carries no sha256 prefix is kept per URL, so the second URL is downloaded
+    (and its sha256 is the one recorded), never served as the first."""
+    for run, payload in (("run1", b"weights of run 1"), ("run2", b"weights of run 2, other")):
+        (served_dir / run).mkdir(exist_ok=True)
+        (served_dir / run / "best.pth").write_bytes(payload)
+    resolver = CheckpointResolver(tmp_path / "ckpt")
+    one = resolver.resolve(f"{server}/run1/best.pth", owner="pose.model.checkpoint")
+    two = resolver.resolve(f"{server}/run2/best.pth", owner="pose.model.checkpoint")
+    assert two.origin == "download" and two.path != one.path
+    assert (one.sha256, two.sha256) == (hashlib.sha256(b"weights of run 1").hexdigest(),
+                                        hashlib.sha256(b"weights of run 2, other").hexdigest())
+    assert resolver.resolve(f"{server}/run1/best.pth", owner="pose.model.checkpoint").sha256 == one.sha256

@@ -85,7 +85,8 @@ def info(root: Path, onnx_dir: Path) -> str:
     rows = [[stage, label, n, human(size)] for (stage, label), (n, size) in sorted(groups.items())]
     made = exports(onnx_dir)
     rows.append(["exported networks", "-", len(made), human(sum(size for _, _, size in made))])
-    checkpoints = [p for p in (root / "checkpoints").glob("*") if p.is_file()]
+    checkpoints = [p for p in (root / "checkpoints").rglob("*") if p.is_file() and ".locks" not in p.parts
+                   and not p.name.endswith(".part")]
     rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
     total = sum(s for _, s in groups.values()) + sum(size for _, _, size in made) + \
         sum(p.stat().st_size for p in checkpoints)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from runner import atomic
 from runner.errors import RunnerError
-from runner.hashing import FileHasher, sha256_file
+from runner.hashing import FileHasher, digest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class CheckpointResolver:
         if not is_url(spec):
             return self._local(spec, owner)
         name = file_name_of(spec)
-        cached = self.cache_dir / name
+        cached = self.cache_dir / self.cached_name(spec)
         if cached.is_file():
             try:
                 return Checkpoint(cached, self._verified(cached), "cache")
@@ -106,11 +106,23 @@ class CheckpointResolver:
         if not atomic.writable(self.cache_dir):
             raise RunnerError(f"cannot download {name}: {self.cache_dir} cannot be written (read-only?); pass "
                               f"download.dir=A_WRITABLE_FOLDER, download.mirror=FOLDER or {owner}=PATH")
-        with atomic.locked(self.cache_dir / ".locks" / f"{name}.lock", f"downloading {name}"):
+        with atomic.locked(self.cache_dir / ".locks" / f"{cached.relative_to(self.cache_dir)}.lock",
+                           f"downloading {name}"):
             if cached.is_file():  # another process fetched it while we waited
                 return Checkpoint(cached, self._verified(cached), "cache")
             self._download(spec, cached, owner)
             return Checkpoint(cached, self._verified(cached), "download")
+
+    @staticmethod
+    def cached_name(url: str) -> str:
+        """Where a URL's file is kept, relative to download.dir. A name that carries
+        its sha256 prefix (OpenMMLab's) is its content's: one file whatever the
+        URL. Any other name (`best.pth`) may stand for other weights at another
+        URL, so it is kept under its URL's digest."""
+        name = file_name_of(url)
+        if expected_hash_prefix(name) is not None:
+            return name
+        return f"by-url/{digest(url)[:16]}/{name}"
 
     # -- helpers -------------------------------------------------------------
     def _local(self, spec: str, owner: str) -> Checkpoint:
