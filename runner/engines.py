@@ -1,33 +1,38 @@
-"""Which engine runs a model, decided in one place, and what each engine puts
-in its cache keys:
+"""Which engine runs a model, decided in one place, and what each engine's
+results are computed from (its `reads()`, runner/stages/reads.py):
 
 - native: runner/native around an ONNX network (the runner's verified export
   of a registry checkpoint, or the user's ONNX file) on ONNX Runtime or
   OpenVINO; no torch, mmcv, mmdet or mmpose, unless the export must first be
   made. Chosen whenever the backend runs ONNX files and the family has a
   native estimator whose config it can reproduce (describe.from_config).
+  It reads: the checkpoint (or the ONNX file, its external data, the
+  pipeline.json and the runner's record beside it), the model config, the
+  keypoint set's file; it computes with the resolved description (in the
+  key: what the engine really runs with) and the flip test.
 - mmpose: MMPose's / MMDetection's own models (runner/models), the reference
   the native engine is tested against; on PyTorch, or with their network part
-  swapped for the export on ONNX Runtime / OpenVINO (RTMO, InterNet).
+  swapped for the export on ONNX Runtime / OpenVINO (RTMO, InterNet). It
+  reads the checkpoint and the model config.
 
-A model stage's key: its checkpoint's (or ONNX file's) sha256; the config's
-identity (or the ONNX file's description sources) and flip test; the engine,
-its code version and the library versions that change its numbers."""
+Both add: the estimator class (its code_version), the backend, the kind of
+device and the precision, the int8 calibration images, and the library
+versions that change their numbers."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
 from runner.errors import RunnerError
-from runner.hashing import sha256_file
 from runner.models.configs import config_identity, load_config
-from runner.versions import versions
+from runner.stages.reads import FileRead, Reads
 
 # Library versions that change a reference model's numbers, by the library it runs in.
 MODEL_LIBS = {"mmdet": ("torch", "mmcv", "mmengine", "mmdet", "cv2", "numpy"),
               "mmpose": ("torch", "mmcv", "mmengine", "mmpose", "cv2", "numpy")}
 NATIVE_LIBS = ("cv2", "numpy")
-DESCRIBED_BY = ("input_size", "mean", "std", "bgr_to_rgb", "pad_val", "simcc_split_ratio", "keypoints")
+EXPORT_LIBS = ("torch", "mmcv", "mmdet", "mmpose", "onnx")  # what makes the runner's exports (their numbers)
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,7 +58,8 @@ def forget_models() -> None:
 
 
 class Engine:
-    """How one role's model of a run is run (ModelStage asks it for keys and an estimator)."""
+    """How one role's model of a run is run (ModelStage asks it for what its
+    results are computed from, and for the estimator)."""
     name = ""
     runs = ""  # which of the family row's estimators it runs: "reference" or "native"
 
@@ -62,23 +68,44 @@ class Engine:
         self.cfg = ctx.cfg[role]
         self.entry = self.cfg.model
         self.owner = f"download.checkpoints.{self.entry.name}" if \
-            (ctx.cfg.download.get("checkpoints") or {}).get(str(self.entry.name)) else f"{role}.model.checkpoint"
+            (ctx.cfg.download.get("checkpoints") or {}).get(str(self.entry.name)) else \
+            f"{role}.model.{'path' if row.onnx_file else 'checkpoint'}"
+        self._estimator = None
 
     @property
     def estimator_cls(self):
         return getattr(self.row, self.runs)
 
     def flip_test(self):
-        """pose.flip_test as asked (None: the model's own), for the key."""
+        """pose.flip_test as asked (None: the model's own)."""
         value = self.ctx.cfg[self.role].get("flip_test") if self.role == "pose" else None
         return None if value is None else bool(value)
 
-    def params(self) -> dict:
-        return {"config": config_identity(str(self.entry.config)), "flip_test": self.flip_test()}
+    def estimator(self, checkpoint):
+        """The estimator (built once, only when something must be computed or described)."""
+        if self._estimator is None:
+            self._estimator = self.build(checkpoint)
+        return self._estimator
 
-    def code(self) -> dict:
-        return {"engine": self.name, "version": self.estimator_cls.code_version, "family": str(self.entry.family),
-                **self.ctx.backend.key(self.ctx.device)}
+    # -- what the results are computed from --------------------------------------
+    def reads(self, checkpoint) -> Reads:
+        backend = self.ctx.backend
+        files = self.files(checkpoint)
+        if backend.precision == "int8":
+            files["calibration images"] = FileRead(str(backend.calibration), backend.calibrated)
+        runtime = backend.runtime_libs()
+        return Reads(files, self.params(checkpoint), (self.estimator_cls,), (*self.libs(), *runtime),
+                     backend.runs_on(self.ctx.device))
+
+    def files(self, checkpoint) -> dict[str, FileRead]:
+        return {"checkpoint": FileRead(str(checkpoint.path), checkpoint.sha256),
+                "model config": FileRead(str(self.entry.config), config_identity(str(self.entry.config)))}
+
+    def params(self, checkpoint) -> dict:
+        raise NotImplementedError
+
+    def libs(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     def build(self, checkpoint):
         raise NotImplementedError
@@ -87,8 +114,12 @@ class Engine:
 class ReferenceEngine(Engine):
     name, runs = "mmpose", "reference"
 
-    def code(self) -> dict:
-        return {**super().code(), "libs": versions(*MODEL_LIBS[self.estimator_cls.library])}
+    def params(self, checkpoint) -> dict:
+        return {"engine": self.name, "flip_test": self.flip_test()}  # None: the config's own (in the key)
+
+    def libs(self) -> tuple[str, ...]:
+        made = ("onnx",) if self.ctx.backend.runs_onnx else ()  # the network runs as the runner's export
+        return (*MODEL_LIBS[self.estimator_cls.library], *made)
 
     def build(self, checkpoint):
         from runner.models.loading import load_model, set_threads
@@ -106,26 +137,68 @@ class ReferenceEngine(Engine):
 class NativeEngine(Engine):
     name, runs = "native", "native"
 
-    def params(self) -> dict:
+    def files(self, checkpoint) -> dict[str, FileRead]:
+        from runner.native import describe
         if not self.row.onnx_file:
-            return super().params()
-        pipeline = Path(str(self.entry.path)).expanduser().parent / "pipeline.json"
-        return {"described_by": {k: _plain(self.entry.get(k)) for k in DESCRIBED_BY},
-                "pipeline.json": sha256_file(pipeline) if pipeline.is_file() else None, "flip_test": self.flip_test()}
+            files = super().files(checkpoint)
+        else:
+            path = Path(checkpoint.path)
+            files = {"model file": FileRead(str(path), checkpoint.sha256),
+                     **{f"external data {name}": FileRead(str(path.parent / name), sha)
+                        for name, sha in checkpoint.external}}
+            pipeline = describe.pipeline_file(path)
+            if pipeline is not None:
+                files["pipeline.json"] = FileRead(str(pipeline), self.ctx.hasher.sha256(pipeline))
+            own = describe.runners_own(path, checkpoint.sha256)
+            if own is not None:
+                files["export record"] = FileRead(str(own.path), self.ctx.hasher.sha256(own.path))
+        kept = self.keypoint_set(checkpoint)
+        if kept is not None:
+            from runner.native.keypoints import set_file
+            files["keypoint set"] = FileRead(str(set_file(kept)), self.ctx.hasher.sha256(set_file(kept)))
+        return files
 
-    def code(self) -> dict:
-        made = {} if self.row.onnx_file else {"export": versions("torch", "mmcv", "mmdet", "mmpose", "onnx")}
-        return {**super().code(), "libs": versions(*NATIVE_LIBS), **made}
+    def params(self, checkpoint) -> dict:
+        """The resolved description (what the engine computes with, from every
+        source: the entry's keys, pipeline.json, the file, the config) and the
+        flip test it runs."""
+        described = self.description(checkpoint)
+        return {"engine": self.name, "description": described.as_dict(), "flip_test": self._flip(described)}
+
+    def libs(self) -> tuple[str, ...]:
+        return NATIVE_LIBS if self.row.onnx_file else (*NATIVE_LIBS, *EXPORT_LIBS)
+
+    def keypoint_set(self, checkpoint) -> str | None:
+        """The keypoint set a pose model's results are in (its flip pairs are read from its file)."""
+        if self.role != "pose" or self.estimator_cls.unit != "box":
+            return None
+        if self.row.onnx_file:
+            return self.estimator(checkpoint).keypoints.name
+        from runner.native.keypoints import BY_COUNT
+        count = self.description(checkpoint).num_keypoints
+        return str(self.entry.get("keypoints") or BY_COUNT.get(count, "coco"))
+
+    def description(self, checkpoint):
+        """What the native engine needs of the model: an ONNX file's from its
+        sources (the network compiled to read its shapes); a registry model's
+        from its export's record, written by this describer (else described anew)."""
+        from runner.native import describe
+        if self.row.onnx_file:
+            return self.estimator(checkpoint).model
+        path = export_spec(self.ctx.cfg, self.role, checkpoint, self.row.reference.library, self.owner).path
+        return describe.from_dict(current_description(path, str(self.entry.config)))
 
     def build(self, checkpoint):
         """The estimator: the network file (the user's, or the verified export,
-        made first if need be), described, compiled at the run's precision."""
+        made first if need be), described, checked, compiled at the run's precision."""
         from runner.backends.files import record, verified_export
+        from runner.native import describe
         backend, cfg = self.ctx.backend, self.ctx.cfg
+        own = None
         if self.row.onnx_file:
-            from runner.native.describe import runners_own
             path = Path(checkpoint.path)
-            structure = (runners_own(path) or (None, None))[1]
+            own = describe.runners_own(path, checkpoint.sha256)
+            structure = own.structure if own is not None else None
         else:
             path = verified_export(export_spec(cfg, self.role, checkpoint, self.row.reference.library, self.owner),
                                    _make_export)
@@ -134,33 +207,51 @@ class NativeEngine(Engine):
         compiled = network(str(path), backend.name, threads, "f32" if backend.precision == "int8" else
                            backend.precision, self.owner)
         if self.row.onnx_file:
-            self.estimator_cls.check(compiled, self.entry)
-        described = self._describe(compiled, path)
+            self.estimator_cls.check(compiled, self.entry, own)
+        described = self._describe(compiled, path, own)
         if backend.precision == "int8":
             from runner.backends import openvino
             prepare = lambda images: self.estimator_cls.network_inputs(described, images)  # noqa: E731
-            path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare))
+            path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare),
+                                      *((checkpoint.sha256, Path(str(cfg.backend.dir)).expanduser())
+                                        if self.row.onnx_file else ()))
             compiled = network(str(path), backend.name, threads, backend.precision, self.owner)
         return self.estimator_cls.build(compiled, described, self.entry, self._flip(described), structure)
 
-    def _describe(self, compiled, path: Path):
-        from runner.backends.files import record
+    def _describe(self, compiled, path: Path, own):
         from runner.native import describe
         if not self.row.onnx_file:
-            return describe.from_dict(record(path)["model"] or native_description(str(self.entry.config)))
+            return describe.from_dict(current_description(path, str(self.entry.config)))
         if self.estimator_cls.unit == "image":
-            return describe.onnx_detector(self.entry, path, compiled.fixed_input_size())
+            return describe.onnx_detector(self.entry, path, compiled.fixed_input_size(), own)
         widths = [o.shape[-1] for o in compiled.outputs if o.shape and isinstance(o.shape[-1], int)]
-        return describe.onnx_topdown(self.entry, path, compiled.fixed_input_size(), widths[0] if widths else None)
+        return describe.onnx_topdown(self.entry, path, compiled.fixed_input_size(), widths[0] if widths else None,
+                                     own)
 
     def _flip(self, described) -> bool:
         asked = self.flip_test()
         return getattr(described, "flip_test", False) if asked is None else asked
 
 
-def _plain(value):
-    from omegaconf import OmegaConf
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+def current_description(export: Path, config: str) -> dict | None:
+    """A registry model's description, as this describer makes it: its export's
+    record's when this describer wrote it; else (the describer changed since, or
+    the export is not made yet) described from the config, and a record that is
+    there is brought up to date, so the next run reads it there again."""
+    from runner import atomic
+    from runner.backends.files import record
+    from runner.native.describe import described_record, describer
+    try:
+        kept = record(export)
+    except (OSError, ValueError):
+        kept = None
+    if isinstance(kept, dict) and kept.get("described_by") == describer() and kept.get("config") == config:
+        return kept.get("model")
+    fresh = {"model": native_description(config), "config": config, "described_by": describer()}
+    if isinstance(kept, dict):
+        with contextlib.suppress(OSError):  # a read-only backend.dir: described anew each run
+            atomic.write_json(export.with_suffix(".json"), {**kept, **fresh})
+    return fresh["model"]
 
 
 def export_spec(cfg, role: str, checkpoint, library: str, owner: str):
@@ -182,17 +273,14 @@ def engine_for(ctx, role: str, row) -> Engine:
 
 
 def describable(ctx, role: str, row) -> bool:
-    """Whether the native engine can run this registry model: its export's record
-    says so when the export is there (no mmengine), else its config does."""
+    """Whether the native engine can run this registry model (its export's
+    record says so when this describer wrote it; no mmengine then)."""
     checkpoint = ctx.checkpoint(role)
-    if checkpoint is not None:
-        from runner.backends.files import record
-        path = export_spec(ctx.cfg, role, checkpoint, row.reference.library, "").path
-        try:
-            return record(path)["model"] is not None
-        except (OSError, ValueError, KeyError):
-            pass
-    return native_description(str(ctx.cfg[role].model.config)) is not None
+    config = str(ctx.cfg[role].model.config)
+    if checkpoint is None:
+        return native_description(config) is not None
+    return current_description(export_spec(ctx.cfg, role, checkpoint, row.reference.library, "").path,
+                               config) is not None
 
 
 def _make_export(spec, path) -> None:

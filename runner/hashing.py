@@ -3,6 +3,7 @@ derived-artifact name is made with), and sha256 of bytes and files (with a
 stat memo so large unchanged files are not re-read)."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -87,6 +88,18 @@ def _scalar_bytes(key) -> bytes:
     return out.data
 
 
+def source_fingerprint(path: str) -> str:
+    """A Python module's identity as code: the sha256 of its syntax tree with the
+    docstrings left out, so comments, layout and docs change nothing."""
+    tree = ast.parse(Path(path).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
 def sha256_bytes(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -124,6 +137,23 @@ class FileHasher:
                     pass
         self._seen[stamp] = found
         return found
+
+    def of_content(self, kind: str, sha256: str, compute):
+        """A plain-data value that depends on a file's content alone (`compute()`),
+        kept in the memo under its sha256: computed once per content."""
+        memo = self.memo_dir / kind / sha256[:2] / f"{sha256}.json" if self.memo_dir else None
+        if memo is not None:
+            try:
+                return json.loads(memo.read_text())["value"]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        value = compute()
+        if memo is not None:
+            try:
+                atomic.write_json(memo, {"value": value})
+            except OSError:
+                pass
+        return value
 
     def _memo_path(self, real: str) -> Path | None:
         if self.memo_dir is None:

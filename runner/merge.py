@@ -12,6 +12,7 @@ manifest and names the shards that are incomplete."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +65,35 @@ def sharded_groups(outcome: Outcome) -> list[Group]:
     return list(groups.values())
 
 
+MODEL_STAGES = ("detect", "pose")  # what a merge reads and never computes (cache.no_models)
+
+
+def recorded_libs(group: Group) -> dict[str, dict]:
+    """The library versions the shards' model stages computed their entries
+    with: the merge's keys for them are rebuilt with these, so a merge on a host
+    with other versions (CPU submit host, another patch release) reads what the
+    shards computed. Shards that disagree are named: their entries cannot be one run."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for index, job in sorted(group.jobs.items()):
+        stages = (job.manifest or {}).get("stages") or {}
+        for stage in MODEL_STAGES:
+            libs = ((stages.get(stage) or {}).get("reads") or {}).get("libs")
+            if libs is not None:
+                found.setdefault(stage, {}).setdefault(json.dumps(libs, sort_keys=True), []).append(index)
+    for stage, variants in found.items():
+        if len(variants) > 1:
+            shown = "; ".join(f"shards {', '.join(map(str, ix))}: {', '.join(f'{k} {v}' for k, v in json.loads(libs).items())}"
+                              for libs, ix in variants.items())
+            raise RunnerError(f"the shards computed {stage} with other library versions ({shown}): re-run the "
+                              "shards in one environment, then merge")
+    return {stage: json.loads(next(iter(variants))) for stage, variants in found.items()}
+
+
 def merge_group(group: Group, out_dir: Path):
     """The unsharded run over the shards' cache entries, in the shards'
-    recorded environment: never re-decided on this host (a GPU cluster's
-    shards merged on a CPU-only submit host), never refreshed."""
+    recorded environment: device, backend and the model stages' library
+    versions, never re-decided on this host (a GPU cluster's shards merged on
+    a CPU-only submit host), never refreshed."""
     from runner.pipeline import execute
     recorded = group.recorded()
     cfg = OmegaConf.create(recorded["config"])
@@ -75,7 +101,8 @@ def merge_group(group: Group, out_dir: Path):
     cfg.output.dir, cfg.cache.no_models, cfg.cache.refresh, cfg.dry_run = str(out_dir), True, False, False
     try:
         result = execute(cfg, keep_records=False,
-                         environment={"device": recorded["device"], "backend": recorded["backend"]})
+                         environment={"device": recorded["device"], "backend": recorded["backend"],
+                                      "libs": recorded_libs(group)})
     except RunnerError as err:
         raise RunnerError(f"cannot merge the shards into {out_dir}: {err}") from None
     manifest = {**result.manifest, "merged_from": group.shards(), "incomplete_shards": group.incomplete()}

@@ -27,6 +27,7 @@ from runner.outputs import RunFolder, check_run_folder, claim_run_folder
 from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts, record_dict
+from runner.stages.reads import check_files
 from runner.tracking import DetectEvery
 from runner.versions import STACK, versions
 
@@ -70,6 +71,7 @@ class RunContext:
         files.set_hasher(self.hasher)  # exports are checked through the same stat memo
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
+        self.environment = environment
         if environment:
             self.device, self.backend = environment["device"], Backend.recorded(environment["backend"])
         else:
@@ -82,6 +84,12 @@ class RunContext:
         self.checkpoints: dict[str, Checkpoint | None] = {}
         self.learned: dict[str, dict] = {}  # role -> what its model file said of itself (model_facts)
         self._ground_truth = None
+
+    def recorded_libs(self, stage: str) -> dict | None:
+        """The library versions a recorded run's `stage` computed its entries with
+        (a merge reads the shards' model entries, computed on their hosts), or
+        None: this host's own."""
+        return ((self.environment or {}).get("libs") or {}).get(stage)
 
     def model_facts(self, role: str) -> dict:
         """`role`'s model entry, with what its model file said of itself (an ONNX
@@ -141,16 +149,19 @@ def reading(cfg: DictConfig) -> Reading:
                    recursive=bool(cfg.recursive), wanted=frames_in_shard(cfg))
 
 
-def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None = None) -> RunResult:
+def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None = None,
+            recorded: dict | None = None) -> RunResult:
     """Run a composed config; files go to cfg.output.dir. The run folder gets a
     manifest when the run starts (`running`) and whatever happens after:
     `ok`, `failed` (some items failed), `error` (the run stopped: a RunnerError,
     or any other exception, with its message) or `interrupted` (Ctrl-C, SIGTERM,
     a preemption). A dry run writes only its manifest (`dry_run: true`), and
-    none into a folder that holds a run. `environment`: see RunContext."""
+    none into a folder that holds a run. `environment`: see RunContext.
+    `recorded`: a recorded run's manifest `stages` (replay): every file its
+    stages read must have the same content now, checked before any image."""
     folder = None if cfg.output.dir is None else Path(str(cfg.output.dir))
     dry = bool(cfg.dry_run)
-    run = Run(cfg, None if dry else folder, keep_records, environment)
+    run = Run(cfg, None if dry else folder, keep_records, environment, recorded)
     write_to = folder
     if dry and folder is not None and check_run_folder(folder) is not None:
         write_to = None  # a dry run never touches a run's files
@@ -187,8 +198,10 @@ def one_line(err: BaseException) -> str:
 class Run:
     """One run's state as it streams the input through the stages."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path | None, keep_records: bool, environment: dict | None = None):
+    def __init__(self, cfg: DictConfig, out_dir: Path | None, keep_records: bool, environment: dict | None = None,
+                 recorded: dict | None = None):
         self.cfg, self.out_dir, self.keep_records, self.environment = cfg, out_dir, keep_records, environment
+        self.recorded = recorded or {}
         self.started = datetime.now(timezone.utc)
         self.ctx: RunContext | None = None
         self.stages: list[Stage] = []
@@ -198,18 +211,21 @@ class Run:
         # every input the run read or tried to: name -> {sha256, error} (the manifest's, and replay's, record)
         self.inputs: dict[str, dict] = {}
         self.previous: dict | None = None  # the earlier run this run's folder held (claim_run_folder)
+        self.set_up: list[Stage] = []  # the stages whose setup finished
 
     def go(self) -> None:
         cfg = self.cfg
         check_values(cfg)
         self.ctx = ctx = RunContext(cfg, self.out_dir, self.environment)
-        set_up: list[Stage] = []
+        set_up = self.set_up
         try:
             self.stages = [build_stage(ctx, step) for step in ctx.steps]
             ctx.source = open_source(str(cfg.input), ctx.hasher, reading(cfg))
             for stage in self.stages:
                 stage.setup()
                 set_up.append(stage)
+                if (self.recorded.get(stage.name) or {}).get("reads") and stage.manifest_reads() is not None:
+                    check_files(stage.name, stage.declared(), self.recorded[stage.name]["reads"])
             self._stream(ctx.source)
             for stage in self.stages:
                 stage.end()
@@ -294,7 +310,8 @@ class Run:
                             for role in (ctx.model_roles() if ctx else [])},
             "input": {**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]}
             if source else None,
-            "stages": {s.name: s.stats.as_dict() for s in self.stages},
+            "stages": {s.name: {**s.stats.as_dict(), **({"reads": r} if (r := self._reads(s)) else {})}
+                       for s in self.stages},
             "failed": self.failed,
             "empty": self.empty,
             "warnings": [*(source.warnings if source else []),
@@ -302,6 +319,17 @@ class Run:
             **({"previous_run": self.previous} if self.previous else {}),
             **{k: v for stage in self.stages for k, v in stage.manifest_fields().items()},
         }
+
+
+    def _reads(self, stage: Stage) -> dict | None:
+        """What the stage's results were computed from, for the manifest (a run
+        that stopped before its stages could say has none)."""
+        if stage not in self.set_up:
+            return None
+        try:
+            return stage.manifest_reads()
+        except Exception:
+            return None
 
 
 def resolved(cfg: DictConfig) -> dict:

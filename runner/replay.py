@@ -3,8 +3,10 @@
     python -m runner.replay RUN_DIR [--out DIR] [--refresh]
 
 The run's resolved config is run again into a new run folder, after checking
-that every checkpoint and every input is still what the run used (the sha256s
-in its manifest): if one changed, one line names it. The new predictions are
+that every input and every file its stages read (checkpoints and model files
+with their external data, configs, pipeline.json, keypoint sets, ground truth:
+`stages.NAME.reads` in its manifest) is still what the run read: if one
+changed, one line names it, before any image is read. The new predictions are
 then compared with the old: identical, or a drift table (largest keypoint and
 score differences per file) when they differ, e.g. on another machine or
 backend. --refresh recomputes everything instead of reading the cache."""
@@ -63,22 +65,6 @@ def check_inputs(recorded: dict, cfg) -> None:
                               f"(e.g. {added[0]}): replay needs the same input")
 
 
-def check_checkpoints(cfg, manifest: dict) -> None:
-    """Each model's checkpoint (resolved as a run resolves it) has the run's sha256."""
-    from runner.pipeline import RunContext
-    ctx = RunContext(cfg, None, environment(manifest))
-    try:
-        for role, was in (manifest.get("checkpoints") or {}).items():
-            if was is None:
-                continue
-            now = ctx.checkpoint(role)
-            if now.sha256 != was["sha256"]:
-                raise RunnerError(f"the {role} checkpoint changed since the run: {now.path} has sha256 "
-                                  f"{now.sha256[:12]}, the run used {was['sha256'][:12]} ({was['file']})")
-    finally:
-        ctx.pool.shutdown()
-
-
 def environment(manifest: dict) -> dict:
     """The device and backend the run used (a replay never re-decides them),
     or a line saying why this machine cannot use them."""
@@ -133,8 +119,7 @@ def replay(run_dir: Path, out_dir: Path, refresh: bool = False):
     cfg = OmegaConf.create(manifest["config"])
     cfg.output.dir, cfg.cache.refresh, cfg.dry_run = str(out_dir), bool(refresh), False
     check_inputs(manifest["input"], cfg)
-    check_checkpoints(cfg, manifest)
-    result = execute(cfg, keep_records=False, environment=environment(manifest))
+    result = execute(cfg, keep_records=False, environment=environment(manifest), recorded=manifest.get("stages"))
     return result, drift(run_dir, out_dir)
 
 

@@ -4,8 +4,10 @@ so a change to what the class computes with must either bump that version
 results cannot change. tests/test_code_identity.py holds the tree to that.
 
 What a class computes with: its own module, its bases' in the computation
-packages (COMPUTATION; not the cache engine), and every module of those
-packages they import, directly or lazily, found by reading the imports (ast). A module's identity is its syntax tree without
+packages (COMPUTATION; not the cache engine), the modules it declares in
+`computes_with` (the runtimes, input decoding, what goes into its keys), and
+every module of the computation packages they import, directly or lazily,
+found by reading the imports (ast). A module's identity is its syntax tree without
 docstrings, so comments and layout change nothing.
 
     python tests/code_identity.py                 # record after bumping versions
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -60,8 +61,11 @@ def imported(name: str) -> set[str]:
 
 
 def computes_with(cls: type) -> list[str]:
-    """The modules `cls` computes with (see the module's docstring)."""
-    todo = [cls.__module__, *(c.__module__ for c in cls.__mro__ if c.__module__.startswith(COMPUTATION))]
+    """The modules `cls` computes with (see the module's docstring): found by
+    reading imports, and those it declares (`computes_with`: the runtimes'
+    sessions, decoding of inputs, what goes into keys)."""
+    declared = [m for c in cls.__mro__ for m in getattr(c, "computes_with", ())]
+    todo = [cls.__module__, *(c.__module__ for c in cls.__mro__ if c.__module__.startswith(COMPUTATION)), *declared]
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -73,14 +77,9 @@ def computes_with(cls: type) -> list[str]:
 
 
 def identity(name: str) -> str:
-    """sha256 of the module's syntax tree, docstrings left out."""
-    tree = ast.parse(module_file(name).read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+    """The module's syntax tree without docstrings (runner.hashing.source_fingerprint)."""
+    from runner.hashing import source_fingerprint
+    return source_fingerprint(str(module_file(name)))
 
 
 def current() -> dict[str, dict]:

@@ -187,9 +187,9 @@ def test_two_inputs_that_find_one_image_are_refused():
 def test_model_keys_name_the_runtime_its_version_and_the_device(small, tmp_path, monkeypatch):
     from runner import versions
     from runner.backends.table import Backend
-    assert Backend("onnxruntime").key("cpu")["runtime"] == {"onnxruntime": versions.version("onnxruntime")}
-    assert Backend("openvino", "int8").key("cpu")["runtime"].keys() == {"openvino", "nncf"}
-    assert Backend("pytorch").key("cpu") != Backend("pytorch").key("cuda:0")
+    assert Backend("onnxruntime").runtime_libs() == ("onnxruntime",)
+    assert set(Backend("openvino", "int8").runtime_libs()) == {"openvino", "nncf"}
+    assert Backend("pytorch").runs_on("cpu") != Backend("pytorch").runs_on("cuda:0")
     args = ["backend=onnxruntime", f"cache.dir={tmp_path / 'cache'}", "detect.bbox_thr=0.5"]
     first = api(small, sorted(COCO.glob("*.jpg"))[0], tmp_path / "a", *args)
     assert first.stages["pose"]["computed"] > 0

@@ -55,8 +55,9 @@ class _Network(torch.nn.Module):
         return tuple(flat)
 
 
-def export(model, path: Path, input_shape: tuple[int, ...], description: dict | None = None) -> None:
-    """Export to `path` (atomically) and write its record beside it."""
+def export(model, path: Path, input_shape: tuple[int, ...], described: dict | None = None) -> None:
+    """Export to `path` (atomically) and write its record beside it; `described`:
+    what the native engine needs of the model ({model, config, described_by})."""
     neck = getattr(model, "neck", None)
     if hasattr(neck, "switch_to_deploy"):  # RTMO's encoder: positional encodings as constants
         neck.switch_to_deploy(model.test_cfg)
@@ -71,7 +72,8 @@ def export(model, path: Path, input_shape: tuple[int, ...], description: dict | 
                                         **{n: {0: "batch"} for n in names}},
                           opset_version=OPSET, dynamo=False)
         atomic.write_json(path.with_suffix(".json"), {"structure": network.structure, "outputs": names,
-                                                      "sha256": sha256_file(tmp), "model": description})
+                                                      "sha256": sha256_file(tmp), "model": None,
+                                                      **(described or {})})
 
 
 # -- running a network in place of the model's own --------------------------------

@@ -67,12 +67,14 @@ def capabilities() -> list[str]:
 
 
 # -- int8 ---------------------------------------------------------------------
-def quantized(onnx: Path, calibration: "Calibration") -> Path:
-    """The int8 IR of `onnx` for `calibration`, quantized once and verified before use."""
+def quantized(onnx: Path, calibration: "Calibration", sha256: str | None = None, folder: Path | None = None) -> Path:
+    """The int8 IR of `onnx` for `calibration`, quantized once and verified before
+    use. The runner's own export is named by its record and quantized beside it;
+    a user's model file by its `sha256`, into `folder` (backend.dir), never beside it."""
     from runner.versions import versions
-    key = {"export": record(onnx)["sha256"], "images": calibration.digest,
+    key = {"export": sha256 or record(onnx)["sha256"], "images": calibration.digest,
            "libs": versions("nncf", "openvino")}
-    path = onnx.with_name(f"{onnx.stem}.int8-{digest(key)[:16]}.xml")
+    path = (folder or onnx.parent) / f"{onnx.stem}.int8-{digest(key)[:16]}.xml"
     return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration))
 
 
@@ -92,7 +94,9 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
         for name in (path.name, path.with_suffix(".bin").name):
             files[name] = sha256_file(scratch / name)
             os.replace(scratch / name, path.parent / name)
-        atomic.write_json(path.with_suffix(".json"), {"structure": record(onnx)["structure"], "files": files})
+        own = onnx.with_suffix(".json")
+        structure = record(onnx).get("structure") if own.is_file() and path.parent == onnx.parent else None
+        atomic.write_json(path.with_suffix(".json"), {"structure": structure, "files": files})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

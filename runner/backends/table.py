@@ -82,15 +82,15 @@ class Backend:
     def runs_onnx(self) -> bool:
         return TABLE[self.name].onnx_files
 
-    def key(self, device: str) -> dict:
-        """What of the backend and the device goes into the model stages' cache
-        keys: the backend, its runtime's version, the kind of device (a CPU and
-        a GPU add float32 terms in other orders) and any reduced precision."""
-        from runner.versions import versions
-        runtime = TABLE[self.name].runtime + (("nncf",) if self.precision == "int8" else ())
-        reduced = {"precision": self.precision} if self.precision != "f32" else {}
-        return {"backend": self.name, "device": device.split(":")[0], "runtime": versions(*runtime), **reduced,
-                **({"calibration": self.calibrated} if self.precision == "int8" else {})}
+    def runtime_libs(self) -> tuple[str, ...]:
+        """The runtime libraries whose versions change this backend's numbers."""
+        return TABLE[self.name].runtime + (("nncf",) if self.precision == "int8" else ())
+
+    def runs_on(self, device: str) -> dict:
+        """What of the backend and the device a model's results depend on: the
+        backend, the kind of device (a CPU and a GPU add float32 terms in other
+        orders) and the precision. (Its runtime's version: runtime_libs.)"""
+        return {"backend": self.name, "device": device.split(":")[0], "precision": self.precision}
 
     def describe(self) -> dict:
         return {"name": self.name, "precision": self.precision, "why": self.why,

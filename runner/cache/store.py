@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -49,12 +49,16 @@ class EntryKey:
     model: str
     params: str
     code: str
+    # the files behind `model`, role -> sha256 (not part of the key: it says which one changed)
+    files: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, stage: str, input, model, params, code) -> "EntryKey":
         """The key of a unit of `stage`: each component is the digest of the
-        plain data it is given (an object that has no canonical bytes is refused)."""
-        return cls(stage, digest(input), digest(model), digest(params), digest(code))
+        plain data it is given (an object that has no canonical bytes is refused).
+        `model`: the files the results are computed from, {what it is: sha256}."""
+        files = tuple(sorted(model.items())) if isinstance(model, dict) else ()
+        return cls(stage, digest(input), digest(model), digest(params), digest(code), files)
 
     @property
     def digest(self) -> str:
@@ -145,7 +149,8 @@ class Store:
         if self.read_only:
             return
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        meta = {**asdict(key), "label": label, "sha256": arrays_checksum(arrays),
+        meta = {**{c: getattr(key, c) for c in ("stage", "input", *COMPONENTS)}, "files": json.dumps(dict(key.files)),
+                "label": label, "sha256": arrays_checksum(arrays),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         data = save_safetensors(arrays, metadata=meta)
         try:
@@ -180,12 +185,12 @@ class Store:
         if not others:
             return "new input"
         wanted = asdict(key)
-        diffs = [{c for c in COMPONENTS if m.get(c) != wanted[c]} for m in others]
-        closest = min(diffs, key=len)
+        diffs = [({c for c in COMPONENTS if m.get(c) != wanted[c]}, m) for m in others]
+        closest, entry = min(diffs, key=lambda d: len(d[0]))
         if not closest:  # same key, file vanished meanwhile
             return "new input"
-        reasons = {"model": "changed checkpoint", "params": "changed parameter",
-                   "code": "changed code"}
+        reasons = {"model": " + ".join(f"changed {role}" for role in changed_files(entry, key)) or "changed file",
+                   "params": "changed parameter", "code": "changed code"}
         return " + ".join(reasons[c] for c in COMPONENTS if c in closest)
 
     def entries(self) -> Iterator[tuple[Path, os.stat_result]]:
@@ -200,6 +205,16 @@ class Store:
                         yield path, path.stat()
                     except FileNotFoundError:
                         continue
+
+
+def changed_files(entry: dict, key: EntryKey) -> list[str]:
+    """The roles of the files whose content differs between an entry's metadata and `key`."""
+    try:
+        then = json.loads(entry.get("files") or "{}")
+    except ValueError:
+        return []
+    now = dict(key.files)
+    return sorted(role for role in {*then, *now} if then.get(role) != now.get(role))
 
 
 def parse_entry(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:

@@ -65,6 +65,8 @@ class Checkpoint:
     path: Path
     sha256: str
     origin: str      # "cache", "mirror", "download" or "local"
+    # An ONNX model's external data files (name relative to the model, sha256): part of its weights
+    external: tuple[tuple[str, str], ...] = ()
 
 
 class ChecksumMismatch(RunnerError):
@@ -131,7 +133,25 @@ class CheckpointResolver:
             raise RunnerError(f"checkpoint {spec} is a folder: pass {owner}=PATH to the .pth file in it")
         if not path.is_file():
             raise RunnerError(f"checkpoint {spec} does not exist: pass {owner}=PATH_OR_URL")
-        return Checkpoint(path.resolve(), self._verified(path), "local")
+        sha = self._verified(path)
+        return Checkpoint(path.resolve(), sha, "local", self._external(path.resolve(), sha, owner))
+
+    def _external(self, path: Path, sha: str, owner: str) -> tuple[tuple[str, str], ...]:
+        """An ONNX model's external data files, each by content (a model saved with
+        onnx's save_as_external_data keeps its weights beside it)."""
+        if path.suffix.lower() != ".onnx":
+            return ()
+        found = []
+        for name in self.hasher.of_content("onnx-external-data", sha, lambda: external_data_names(path)):
+            part = (path.parent / name).resolve()
+            if path.parent.resolve() not in part.parents:
+                raise RunnerError(f"ONNX model {path} keeps weights in {name}, outside its folder: save it with its "
+                                  "external data beside it, or as one file")
+            if not part.is_file():
+                raise RunnerError(f"ONNX model {path} keeps its weights in {name}, which is not beside it: put "
+                                  f"{name} next to the model, or pass {owner}= the model saved as one file")
+            found.append((name, self.hasher.sha256(part)))
+        return tuple(found)
 
     def _verified(self, path: Path) -> str:
         digest = self.hasher.sha256(path)
@@ -184,3 +204,16 @@ class CheckpointResolver:
 def _unreachable(url: str, reason, dest: Path, owner: str) -> RunnerError:
     return RunnerError(f"cannot download {url} ({reason}): put {dest.name} in a folder and pass "
                        f"download.mirror=FOLDER, or pass {owner}=PATH")
+
+
+def external_data_names(path: Path) -> list[str]:
+    """The files an ONNX model's tensors name as their external data (relative to it)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not an ONNX file: the runtime's own check says so, in one line
+        return []
+    names = {entry.value for tensor in _get_all_tensors(model) if uses_external_data(tensor)
+             for entry in tensor.external_data if entry.key == "location"}
+    return sorted(names)

@@ -16,6 +16,11 @@ class Estimator:
     library = "mmpose"   # "mmdet" or "mmpose": the registry and default scope its model lives in
     unit = "image"       # a unit of work is one "image" (frame) or one "box" of an image
     code_version = 1     # bump when what this family caches changes
+    # Beyond its imports: the networks on each backend (autocast, ONNX Runtime, OpenVINO), the export, input
+    # decoding, what goes into its keys.
+    computes_with = ("runner.backends.pytorch", "runner.backends.network", "runner.backends.openvino",
+                     "runner.backends.export", "runner.models.loading", "runner.inputs", "runner.engines",
+                     "runner.stages.model", "runner.stages.reads")
 
     def __init__(self, model):
         from runner.models.loading import build_test_pipeline

@@ -74,12 +74,10 @@ def ensure_export(spec: ExportSpec) -> Path:
 def make_export(spec: ExportSpec, path: Path) -> None:
     """Export the model of `spec` to `path` with its description for the native engine."""
     from runner.backends.export import export
-    from runner.native.describe import from_config
+    from runner.native.describe import described_record
     model = _init_pytorch(spec.library, spec.config, spec.checkpoint, "cpu", spec.owner)
-    described = from_config(spec.config)
     with quiet_openmmlab():
-        export(model, path, (1, 3, spec.input_size[1], spec.input_size[0]),
-               described.as_dict() if described is not None else None)
+        export(model, path, (1, 3, spec.input_size[1], spec.input_size[0]), described_record(spec.config))
 
 
 @functools.lru_cache(maxsize=4)

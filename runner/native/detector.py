@@ -4,8 +4,6 @@ head (the runner's own exports: decoding and NMS here, as MMDetection's
 head does them) or an MMDeploy end2end file (dets and labels; NMS inside)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from runner.errors import RunnerError
@@ -16,6 +14,9 @@ from runner.native.preprocess import letterbox, normalize
 
 
 class NativeDetector(Detector):
+    # Beyond its imports: the runtimes' sessions and hints, input decoding, what goes into its keys.
+    computes_with = ("runner.backends.network", "runner.backends.openvino", "runner.inputs", "runner.engines",
+                     "runner.stages.model", "runner.stages.reads")
     code_version = 1  # bump when what this engine computes changes
 
     def __init__(self, network, model: DetectorModel, order: list):
@@ -36,12 +37,10 @@ class NativeDetector(Detector):
         return (dets, labels) if good else (None, None)
 
     @classmethod
-    def check(cls, network, entry) -> None:
-        """An end2end detector (or the runner's own RTMDet export), or one line
-        (before any image is read) saying what the file is."""
-        from runner.native.describe import runners_own
-        own = runners_own(Path(str(entry.get("path"))))
-        if (own is None or own[0]["kind"] != "detector") and cls._end2end_outputs(network) == (None, None):
+    def check(cls, network, entry, own=None) -> None:
+        """An end2end detector (or the runner's own RTMDet export, `own` its
+        record), or one line (before any image is read) saying what the file is."""
+        if (own is None or own.description["kind"] != "detector") and cls._end2end_outputs(network) == (None, None):
             shapes = ", ".join(f"{o.name} {list(o.shape)}" for o in network.outputs)
             raise RunnerError(f"detector {entry.get('path')} has outputs {shapes}: an MMDeploy end2end detector "
                               "gives dets [B, N, 5] and labels [B, N] (NMS inside the graph)")

@@ -55,14 +55,19 @@ def _literal(node: ast.AST):
     return ast.literal_eval(node)
 
 
-@functools.lru_cache(maxsize=None)
-def keypoint_set(name: str) -> KeypointSet:
-    """The keypoint set MMPose's dataset file NAME.py describes (coco, coco_wholebody, ...)."""
+def set_file(name: str) -> Path:
+    """The MMPose dataset file a keypoint set is read from."""
     path = datasets_folder() / f"{name}.py"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in datasets_folder().glob("*.py")))
         raise RunnerError(f"keypoint set {name!r} is unknown: MMPose describes {known}")
-    tree = ast.parse(path.read_text())
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def keypoint_set(name: str) -> KeypointSet:
+    """The keypoint set MMPose's dataset file NAME.py describes (coco, coco_wholebody, ...)."""
+    tree = ast.parse(set_file(name).read_text())
     info = next(_literal(node.value) for node in tree.body if isinstance(node, ast.Assign)
                 and any(isinstance(t, ast.Name) and t.id == "dataset_info" for t in node.targets))
     points = [info["keypoint_info"][i] for i in sorted(info["keypoint_info"])]

@@ -23,6 +23,9 @@ AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crops")  # OpenCV 
 
 
 class NativeTopdown(Topdown):
+    # Beyond its imports: the runtimes' sessions and hints, input decoding, what goes into its keys.
+    computes_with = ("runner.backends.network", "runner.backends.openvino", "runner.inputs", "runner.engines",
+                     "runner.stages.model", "runner.stages.reads")
     code_version = 1  # bump when what this engine computes changes
 
     def __init__(self, network, model: TopdownModel, keypoints, flip_test: bool):
@@ -36,7 +39,7 @@ class NativeTopdown(Topdown):
                 "input_size": list(self.model.input_size)}
 
     @staticmethod
-    def check(network, entry) -> None:
+    def check(network, entry, own=None) -> None:
         """A SimCC export, or one line (before any image is read) saying what the file is."""
         outputs = [o.shape for o in network.outputs]
         if len(outputs) != 2 or any(len(shape) != 3 for shape in outputs):

@@ -4,9 +4,11 @@ work up in the cache, computes only the misses (in batches, under per-entry
 locks) and explains misses in dry runs. It knows no step by name; the stages
 built on it (stages/model.py, stages/visualize.py) say what a unit is.
 
-A cached stage declares what its results depend on, as plain data: each unit's
-`input`, and the run-wide `model`, `params` and `code` (key_parts). The key is
-made from them in one place, EntryKey.of."""
+A cached stage declares what its results are computed from: each unit's
+`input`, and, once for the run, `reads()` (runner/stages/reads.py: files by
+content, parameters, code, libraries, backend). The key is made from them in
+one place, EntryKey.of; the manifest, replay and merges read the same
+declaration."""
 from __future__ import annotations
 
 import time
@@ -19,7 +21,7 @@ import numpy as np
 from runner.cache import EntryKey, Store
 from runner.errors import RunnerError
 from runner.inputs import BadItem, Item
-from runner.versions import versions
+from runner.stages.reads import Reads
 
 
 @dataclass
@@ -97,6 +99,10 @@ class Stage:
         """Lines the summary and the manifest's `warnings` show (what did not go as asked)."""
         return []
 
+    def manifest_reads(self) -> dict | None:
+        """What a stage whose results are cached computed them from (runner/stages/reads.py)."""
+        return None
+
 
 def _decoded(item) -> None:
     item.image()  # kept on the item; the future holds nothing
@@ -112,15 +118,15 @@ class Unit:
 class CachedStage(Stage):
     """A stage whose results are cache entries. Subclasses say which records
     they can take yet (`accepts`), what a unit is (`units`, no side effects),
-    what every key of the run depends on (`key_parts`), how a batch of units
-    is computed, and how results attach to records."""
+    what every result of the run is computed from (`reads`), how a batch of
+    units is computed, and how results attach to records."""
     code_version = 1
     batch_size = 16
-    libs: tuple[str, ...] = ()
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self._ahead: dict = {}  # id(item) -> its decoding, started while the previous batch computed
+        self._declared: Reads | None = None
 
     def accepts(self, record: Record) -> bool:
         """Whether the record's inputs for this stage are known (in a dry run an
@@ -130,13 +136,25 @@ class CachedStage(Stage):
     def units(self, records: list[Record]) -> list[Unit]:
         raise NotImplementedError
 
-    def key_parts(self) -> dict:
-        """The run-wide components of every key: model, params, code (plain data)."""
-        return {"model": None, "params": None, "code": self.code()}
+    def reads(self) -> Reads:
+        """What every result of this run's stage is computed from (besides each
+        unit's own input): runner/stages/reads.py. Asked once, after setup."""
+        raise NotImplementedError
 
-    def code(self) -> dict:
-        """What identifies this stage's code in its keys (subclasses may add)."""
-        return {"stage": self.name, "version": self.code_version, "libs": versions(*self.libs)}
+    def declared(self) -> Reads:
+        if self._declared is None:
+            self._declared = self.reads()
+        return self._declared
+
+    def key_parts(self) -> dict:
+        """The run-wide components of every key (a merge: the library versions the shards recorded)."""
+        return self.declared().key_parts(self.ctx.recorded_libs(self.name))
+
+    def manifest_reads(self) -> dict | None:
+        """The manifest's record of what this stage read (None: nothing could be declared yet)."""
+        if self.ready() is not None:
+            return None
+        return self.declared().as_manifest(self.ctx.recorded_libs(self.name))
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
         raise NotImplementedError

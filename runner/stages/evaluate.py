@@ -13,7 +13,7 @@ from runner.cache import EntryKey
 from runner.errors import RunnerError
 from runner.evaluation import LOWER_IS_BETTER, Prediction, choose_metric, score
 from runner.stages.base import Record, Stage
-from runner.versions import versions
+from runner.stages.reads import FileRead, Reads
 
 
 def prediction(record: Record, image_id) -> Prediction:
@@ -32,6 +32,7 @@ class Evaluate(Stage):
     name = "evaluate"
     code_version = 1
     libs = ("mmpose", "xtcocotools", "numpy", "scipy")
+    computes_with = ("runner.coco", "runner.stages.reads")  # image ids; what goes into its key
     result: dict | None = None
 
     def setup(self) -> None:
@@ -84,9 +85,7 @@ class Evaluate(Stage):
                                    "shard's, or could not be read): nothing scored"}
             self._write()
             return
-        key = EntryKey.of(self.name, [p.as_key() for p in self.predictions], None,
-                          {"ground_truth": self.gt.sha256, "metric": self.spec.as_key()},
-                          {"stage": self.name, "version": self.code_version, "libs": versions(*self.libs)})
+        key = EntryKey.of(self.name, [p.as_key() for p in self.predictions], **self.reads().key_parts())
         store = self.ctx.store
         found = None if self.ctx.refresh else store.get(key)
         if self.ctx.dry_run:
@@ -104,6 +103,14 @@ class Evaluate(Stage):
             self.stats.hits = 1
         self.result = {**self._describe(), "values": values}
         self._write()
+
+    def reads(self) -> Reads:
+        """The ground truth's file and the metric (its settings: the pose model config's val_evaluator)."""
+        return Reads({"ground truth": FileRead(str(self.gt.path), self.gt.sha256)}, {"metric": self.spec.as_key()},
+                     (Evaluate,), self.libs)
+
+    def manifest_reads(self) -> dict | None:
+        return self.reads().as_manifest() if getattr(self, "spec", None) is not None else None
 
     def _describe(self) -> dict:
         return {"ann_file": str(self.gt.path), "kind": self.spec.kind,

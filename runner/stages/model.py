@@ -17,7 +17,6 @@ class ModelStage(CachedStage):
         super().__init__(ctx)
         self.name = name
         self.row = row
-        self._estimator = None
 
     def setup(self) -> None:
         from runner.engines import engine_for
@@ -45,10 +44,8 @@ class ModelStage(CachedStage):
         return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
                 for r in records for i, box in enumerate(r.boxes)]
 
-    def key_parts(self) -> dict:
-        checkpoint = self.ctx.checkpoint(self.name)
-        return {"model": checkpoint.sha256 if checkpoint else None, "params": self.engine.params(),
-                "code": {"stage": self.name, **self.engine.code()}}
+    def reads(self):
+        return self.engine.reads(self.ctx.checkpoint(self.name))
 
     def ready(self) -> str | None:
         return None if self.ctx.checkpoint(self.name) else "checkpoint not downloaded yet"
@@ -58,10 +55,8 @@ class ModelStage(CachedStage):
 
     @property
     def estimator(self):
-        """The engine's estimator (built only when something must be computed)."""
-        if self._estimator is None:
-            self._estimator = self.engine.build(self.ctx.checkpoint(self.name))
-        return self._estimator
+        """The engine's estimator (built only when something must be computed or described)."""
+        return self.engine.estimator(self.ctx.checkpoint(self.name))
 
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
         if self.row.unit == "image":

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from runner.stages.base import CachedStage, Record, Unit
+from runner.stages.reads import FileRead, Reads
 
 
 def drawn(record: Record) -> dict:
@@ -46,28 +47,35 @@ class Visualize(CachedStage):
     # 5: 2D overlays drawn by runner/native/draw.py, keypoints below kpt_thr left out; video frames not cached
     code_version = 5
     batch_size = 8
-    libs = ("cv2", "numpy")
+    computes_with = ("runner.inputs", "runner.stages.reads")  # input decoding; what goes into its keys
 
     def setup(self) -> None:
         cfg = self.ctx.cfg.visualize
         self.params = {"kpt_thr": float(cfg.kpt_thr), "draw_bbox": bool(cfg.draw_bbox),
                        "radius": int(cfg.radius), "thickness": int(cfg.thickness),
                        "format": str(self.ctx.cfg.output.overlay_ext)}
-        pose = self.ctx.cfg.pose.model if "pose" in self.ctx.steps else None
-        self.pose_config = str(pose.config) if pose is not None and pose.get("config") else None
-        self.keypoints = str(pose.keypoints) if pose is not None and pose.get("keypoints") else None
-        self.has_poses = pose is not None
+        self.has_poses = "pose" in self.ctx.steps
+        pose = self.ctx.model_facts("pose") if self.has_poses else {}  # what its model file said of itself too
+        self.pose_config = str(pose["config"]) if pose.get("config") else None
+        self.keypoints = str(pose["keypoints"]) if pose.get("keypoints") else None
         self._visualizer = None
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.preview: bool | None = None  # show=true: decided at the first frame
 
-    def key_parts(self) -> dict:
-        return {"model": None, "params": {**self.params, "keypoints": self.keypoints}, "code": self.code()}
-
-    def code(self) -> dict:
-        from runner.versions import versions
-        plots = versions("mmpose", "matplotlib") if self.keypoints == "interhand3d" else {}  # the 3D plot is MMPose's
-        return {**super().code(), **plots}
+    def reads(self) -> Reads:
+        """The drawing parameters; the keypoint set's file (skeleton and colours);
+        InterNet's 3D plot: MMPose's visualizer, set up from the model config."""
+        files = {}
+        if self.keypoints is not None:
+            from runner.native.keypoints import set_file
+            path = set_file(self.keypoints)
+            files["keypoint set"] = FileRead(str(path), self.ctx.hasher.sha256(path))
+        libs: tuple[str, ...] = ("cv2", "numpy")
+        if self.keypoints == "interhand3d":  # the 3D plot is MMPose's, drawn with matplotlib
+            from runner.models.configs import config_identity
+            files["model config"] = FileRead(self.pose_config, config_identity(self.pose_config))
+            libs += ("mmpose", "matplotlib")
+        return Reads(files, {**self.params, "keypoints": self.keypoints}, (Visualize,), libs)
 
     def accepts(self, record: Record) -> bool:
         """Images' overlays are cache entries; a video frame's is drawn straight
