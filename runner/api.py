@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from runner.config import compose_config, quote
+from runner.config import compose_run, quote
 from runner.console import silence_library_noise
 from runner.pipeline import RunResult, execute
 
@@ -33,4 +33,4 @@ def run(recipe: str | None = None, input: str | Path | None = None,
     if input is not None:
         args.append(f"input={quote(str(input))}")
     args.append(f"output.dir={quote(str(output_dir or default_output_dir()))}")
-    return execute(compose_config(args), keep_records=keep_records)
+    return execute(compose_run(args), keep_records=keep_records)

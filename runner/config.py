@@ -139,6 +139,10 @@ def check_values(cfg: DictConfig) -> None:
             continue
         if not rule.good(value):
             raise RunnerError(f"{key}={_shown(value)} is not {rule.what}")
+    for key in ("cache.dir", "download.dir", "backend.dir"):
+        if not str(OmegaConf.select(cfg, key) or "").strip():
+            raise RunnerError(f"{key}= is empty, which would put the cache in the working folder: pass a folder, "
+                              "or leave it unset (cache.dir: $POSE_RUNNER_CACHE or ~/.cache/pose-runner)")
     if int(cfg.shard.index) >= int(cfg.shard.count):
         raise RunnerError(f"shard.index={cfg.shard.index} is not below shard.count={cfg.shard.count}: shards are "
                           "numbered from 0")
@@ -189,61 +193,34 @@ def single_run(args: list[str]) -> bool:
 
 
 def compose_run(args: list[str]) -> DictConfig:
-    """One run's config, composed once (as the Python API composes it), its
-    output.dir the run folder hydra.run.dir names (outputs/DATE/TIME by
-    default), checked before anything is written."""
-    check_folders(args)
-    cfg, run_dir = ComposeMemo(args).composed()
+    """One run's config, composed once (the command line's and the Python API's),
+    its output.dir the run folder: output.dir when given, else the folder
+    hydra.run.dir names (outputs/DATE/TIME by default), checked before anything
+    is written. Composed without Hydra's machinery where runner.compose can (a
+    plain command line), else by Hydra."""
+    from runner.compose import compose_fast
+    fast = compose_fast(args)
+    if fast is not None:
+        cfg, run_dir = fast
+    else:
+        cfg = compose_config(args, with_hydra=True)
+        run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
+        with open_dict(cfg):
+            del cfg["hydra"]
+    if not OmegaConf.has_resolver("now"):  # Hydra's, when Hydra is not imported
+        OmegaConf.register_new_resolver("now", lambda pattern: datetime.now().strftime(pattern), use_cache=True)
+    given = any(a.split("=", 1)[0] == "output.dir" for a in args)
     with open_dict(cfg):
-        cfg.output.dir = run_dir
+        cfg.output.dir = str(cfg.output.dir) if given else str(OmegaConf.create({"dir": run_dir}).dir)
+    check_run_folder_of(cfg)
     check_values(cfg)
     return cfg
 
 
-class ComposeMemo:
-    """Composing a run's config takes Hydra 0.4 s of a 1 s first result; its
-    result is a pure function of the config files, the overrides and the
-    libraries' versions, so it is kept (unresolved: environment variables and
-    times resolve at each run) under the cache's `compose/`, keyed by all of
-    them but hydra.run.dir (the run folder, resolved here). A memo that cannot
-    be read or written is composed anew."""
-
-    def __init__(self, args: list[str]):
-        self.run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
-        self.args = [a for a in args if not a.startswith("hydra.run.dir=")]
-
-    @property
-    def path(self) -> Path:
-        from runner.hashing import digest, sha256_bytes
-        from runner.versions import versions
-        given = next((a.split("=", 1)[1].strip("'\"") for a in self.args if a.startswith("cache.dir=")), None)
-        root = Path(given or OmegaConf.create({"dir": schema.Cache().dir}).dir)  # the schema's default, resolved
-        conf = [(str(p.relative_to(CONF_DIR)), sha256_bytes(p.read_bytes())) for p in config_files()]
-        key = digest([self.args, conf, versions("hydra-core", "omegaconf", "pose-runner")])
-        return root.expanduser() / "compose" / f"{key[:32]}.yaml"
-
-    def composed(self) -> tuple[DictConfig, str]:
-        """(the config without Hydra's section, the run folder)."""
-        path = self.path
-        try:
-            kept = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-            cfg, run_dir = kept["config"], kept["run_dir"]
-        except Exception:  # not kept yet, or damaged: compose
-            full = compose_config(self.args, with_hydra=True)
-            run_dir = OmegaConf.to_container(full.hydra.run, resolve=False)["dir"]
-            with open_dict(full):
-                del full["hydra"]
-            cfg = OmegaConf.to_container(full, resolve=False)
-            try:
-                from runner import atomic
-                atomic.write_bytes(path, OmegaConf.to_yaml({"config": cfg, "run_dir": run_dir}).encode())
-            except OSError:
-                pass
-        cfg = OmegaConf.create(cfg)
-        OmegaConf.set_struct(cfg, True)
-        if not OmegaConf.has_resolver("now"):  # Hydra's, when Hydra is not imported
-            OmegaConf.register_new_resolver("now", lambda pattern: datetime.now().strftime(pattern), use_cache=True)
-        return cfg, self.run_dir or str(OmegaConf.create({"dir": run_dir}).dir)
+def check_run_folder_of(cfg: DictConfig) -> None:
+    """The run folder, checked before Hydra or the run writes into it."""
+    from runner.outputs import check_run_folder
+    check_run_folder(Path(str(cfg.output.dir)).expanduser())
 
 
 def config_files() -> list[Path]:

@@ -115,7 +115,8 @@ class ReferenceEngine(Engine):
     name, runs = "mmpose", "reference"
 
     def params(self, checkpoint) -> dict:
-        return {"engine": self.name, "flip_test": self.flip_test()}  # None: the config's own (in the key)
+        flip = {"flip_test": self.flip_test()} if self.role == "pose" else {}  # None: the config's own (in the key)
+        return {"engine": self.name, **flip}
 
     def libs(self) -> tuple[str, ...]:
         made = ("onnx",) if self.ctx.backend.runs_onnx else ()  # the network runs as the runner's export
@@ -146,12 +147,12 @@ class NativeEngine(Engine):
             files = {"model file": FileRead(str(path), checkpoint.sha256),
                      **{f"external data {name}": FileRead(str(path.parent / name), sha)
                         for name, sha in checkpoint.external}}
-            pipeline = describe.pipeline_file(path)
-            if pipeline is not None:
-                files["pipeline.json"] = FileRead(str(pipeline), self.ctx.hasher.sha256(pipeline))
             own = describe.runners_own(path, checkpoint.sha256)
-            if own is not None:
+            pipeline = describe.pipeline_file(path)
+            if own is not None:  # the runner's record of its export describes it (pipeline.json is not read)
                 files["export record"] = FileRead(str(own.path), self.ctx.hasher.sha256(own.path))
+            elif pipeline is not None:
+                files["pipeline.json"] = FileRead(str(pipeline), self.ctx.hasher.sha256(pipeline))
         kept = self.keypoint_set(checkpoint)
         if kept is not None:
             from runner.native.keypoints import set_file
@@ -163,7 +164,8 @@ class NativeEngine(Engine):
         source: the entry's keys, pipeline.json, the file, the config) and the
         flip test it runs."""
         described = self.description(checkpoint)
-        return {"engine": self.name, "description": described.as_dict(), "flip_test": self._flip(described)}
+        flip = {"flip_test": self._flip(described)} if self.role == "pose" else {}
+        return {"engine": self.name, "description": described.as_dict(), **flip}
 
     def libs(self) -> tuple[str, ...]:
         return NATIVE_LIBS if self.row.onnx_file else (*NATIVE_LIBS, *EXPORT_LIBS)

@@ -143,34 +143,3 @@ def test_sweep_with_a_failed_item_exits_non_zero_with_every_launcher(make_checkp
                f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 1, done.stderr[-2000:]
     assert len(list((tmp_path / "sweep").glob("*/manifest.json"))) == 2
-
-
-def test_a_kept_composition_is_hydras_and_follows_the_files(tmp_path, monkeypatch):
-    """A run's composed config is kept (runner.config.ComposeMemo): it must be
-    what Hydra composes, be composed anew when a recipe (behind conf/recipe's
-    link) changes, and survive a damaged memo."""
-    from omegaconf import OmegaConf
-    import runner.config as config
-
-    conf = tmp_path / "conf"
-    shutil.copytree(config.CONF_DIR, conf, symlinks=True)  # conf/recipe stays a link to ../recipes
-    shutil.copytree(config.CONF_DIR / "recipe", tmp_path / "recipes")
-    monkeypatch.setattr(config, "CONF_DIR", conf)
-    args = ["recipe=body_rtmpose", "input=x", f"cache.dir={tmp_path / 'cache'}", "detect.bbox_thr=0.42"]
-
-    def kept():
-        cfg, _ = config.ComposeMemo(args).composed()
-        return OmegaConf.to_container(cfg, resolve=False)
-
-    fresh = OmegaConf.to_container(compose_config(args), resolve=False)
-    assert kept() == fresh  # composed by Hydra, then kept
-    assert config.ComposeMemo(args).path.is_file()
-    assert kept() == fresh  # read back from the memo
-
-    recipe = tmp_path / "recipes" / "body_rtmpose.yaml"
-    recipe.write_text(recipe.read_text().replace("[download, detect, pose, visualize, export]",
-                                                 "[download, detect, pose, export]"))
-    assert kept()["recipe"]["steps"] == ["download", "detect", "pose", "export"]
-
-    config.ComposeMemo(args).path.write_text("config: [not, a, mapping")
-    assert kept()["recipe"]["steps"] == ["download", "detect", "pose", "export"]

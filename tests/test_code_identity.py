@@ -47,3 +47,19 @@ def test_layout_only_changes_do_not_count(tmp_path, monkeypatch):
     assert code_identity.identity("runner.m") == before
     (tmp_path / "runner" / "m.py").write_text(src.replace("+ 1", "+ 2"))
     assert code_identity.identity("runner.m") != before
+
+
+def test_what_changes_numbers_beyond_the_imports_is_in_the_identity():
+    """The runtimes' sessions (graph optimisation, OpenVINO hints, int8, autocast),
+    input decoding and what goes into keys change results without being imported
+    by the estimators' modules: they are declared (issue 24, item 6)."""
+    from runner.models.topdown import TopdownEstimator
+    from runner.native.detector import NativeDetector
+    from runner.native.topdown import NativeTopdown
+    from runner.stages.visualize import Visualize
+    for cls in (NativeTopdown, NativeDetector):
+        assert {"runner.backends.network", "runner.backends.openvino", "runner.inputs",
+                "runner.engines"} <= set(code_identity.computes_with(cls))
+    assert {"runner.backends.pytorch", "runner.backends.network", "runner.backends.openvino", "runner.inputs",
+            "runner.engines"} <= set(code_identity.computes_with(TopdownEstimator))
+    assert "runner.inputs" in code_identity.computes_with(Visualize)

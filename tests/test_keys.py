@@ -75,7 +75,11 @@ def _registry_base(s: Setup) -> list[str]:
             f"pose.model.checkpoint={s.root / 'ckpt' / 'rtmpose_t.pth'}", f"eval.ann_file={s.ann}"]
 
 
-BASES = {"files": _files_base, "registry": _registry_base}
+def _external_base(s: Setup) -> list[str]:
+    return [*_files_base(s), "pose.model.num_keypoints=17"]  # a bare SimCC file: its keypoint axis is not fixed
+
+
+BASES = {"files": _files_base, "registry": _registry_base, "external": _external_base}
 
 
 # -- the changes ---------------------------------------------------------------------------------
@@ -97,6 +101,14 @@ def nudge_external_weight(s: Setup) -> list[str]:
 def pipeline_json(folder: Path, transforms: list[dict]) -> None:
     (folder / "pipeline.json").write_text(json.dumps({"pipeline": {"tasks": [
         {"module": "Transform", "transforms": transforms}]}}))
+
+
+def resave_with_record(s: Setup) -> list[str]:
+    from runner.hashing import sha256_file
+    resave(s.pose_file)
+    record = s.pose_file.with_suffix(".json")
+    record.write_text(json.dumps({**json.loads(record.read_text()), "sha256": sha256_file(s.pose_file)}))
+    return []
 
 
 def edit_record(s: Setup) -> list[str]:
@@ -169,7 +181,7 @@ def metric_only_config(s: Setup) -> list[str]:
     from runner.models.registry import load_entry
     base = resolve_config_path(str(load_entry("rtmpose_t").config))
     config = s.root / "rtmpose-t-metric.py"
-    config.write_text(f"_base_ = ['{base}']\nval_evaluator = dict(score_mode='bbox')\ntest_evaluator = val_evaluator\n")
+    config.write_text(f"_base_ = ['{base}']\nval_evaluator = dict(score_mode='bbox')\n")
     return [f"pose.model.config={config}"]
 
 
@@ -189,7 +201,8 @@ DOWN_FROM_POSE = ("pose", "visualize", "evaluate")
 
 TABLE = [
     # detect: an ONNX model file
-    Case("files", ("detect: model file",), lambda s: resave(s.detector) or [], EVERY, "saved again"),
+    Case("files", ("detect: model file",), lambda s: resave(s.detector) or [], ("detect",),
+         "saved again: the same boxes, so nothing downstream recomputes"),
     Case("files", ("detect: pipeline.json",), edit(lambda s: s.detector, [
         {"type": "Resize", "keep_ratio": True, "scale": [288, 288]}, {"type": "Pad", "size": [288, 288]},
         {"type": "Normalize", "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395], "to_rgb": False}]),
@@ -206,10 +219,9 @@ TABLE = [
     Case("files", ("detect: libs", "pose: libs"), other_version("onnxruntime"), ("detect", "pose"), "onnxruntime"),
     Case("files", ("detect: runs_on", "pose: runs_on"), overrides("backend=openvino"), EVERY, "OpenVINO"),
     # pose: the runner's export given as an ONNX model file, with its record
-    Case("files", ("pose: model file",), lambda s: resave(s.pose_file) or [], DOWN_FROM_POSE, "saved again"),
+    Case("files", ("pose: model file",), resave_with_record, ("pose",), "saved again, its record following it: "
+                                                                          "the same keypoints"),
     Case("files", ("pose: export record",), edit_record, DOWN_FROM_POSE, "another mean"),
-    Case("files", ("pose: pipeline.json",), edit(lambda s: s.pose_file, [
-        {"type": "TopDownGetBboxCenterScale", "padding": 1.3}]), DOWN_FROM_POSE, "added"),
     Case("files", ("pose: keypoint set", "visualize: keypoint set"), other_keypoint_set_file, ("pose", "visualize"),
          "MMPose's coco.py with other bytes"),
     Case("files", ("pose: params.description",), overrides("pose.model.mean=[120,116.28,103.53]"), DOWN_FROM_POSE,
@@ -227,8 +239,8 @@ TABLE = [
     Case("files", ("visualize: params.radius",), overrides("visualize.radius=5"), ("visualize",)),
     Case("files", ("visualize: params.thickness",), overrides("visualize.thickness=2"), ("visualize",)),
     Case("files", ("visualize: params.format",), overrides("output.overlay_ext=png"), ("visualize",)),
-    Case("files", ("visualize: params.keypoints",), overrides("pose.model.keypoints=coco"), ("visualize",),
-         "the set named, not found by count: the same set"),
+    Case("files", ("visualize: params.keypoints",), overrides("pose.model.keypoints=ochuman"),
+         ("pose", "visualize"), "OCHuman's 17 keypoints: another set's file"),
     Case("files", ("visualize: code",), other_code("runner.stages.visualize.Visualize"), ("visualize",)),
     Case("files", ("visualize: libs",), other_version("cv2"), ("detect", "pose", "visualize"), "cv2"),
     # evaluate
@@ -246,20 +258,27 @@ TABLE = [
          "only its val_evaluator: equal keypoints, equal overlays"),
     Case("registry", ("pose: params.description", "pose: params.flip_test"), overrides("pose.flip_test=false"),
          DOWN_FROM_POSE),
-    Case("registry", ("pose: libs",), other_version("torch"), DOWN_FROM_POSE, "torch makes the export"),
+    Case("registry", ("pose: libs",), other_version("torch"), ("pose",),
+         "torch makes the export: exported again, the same numbers"),
     Case("registry", (), overrides("visualize.kpt_thr=0.9"), ("visualize",), "visualize.kpt_thr"),
 ]
 
 
 def _with_external_data(s: Setup) -> list[str]:
-    resave(s.detector, save_as_external_data=True, all_tensors_to_one_file=True, location="det.onnx.data",
-           size_threshold=0)
+    resave(s.detector, save_as_external_data=True, all_tensors_to_one_file=True, location="det.onnx.data")
     return []
 
 
-# A case whose base is itself a change (the external data must exist before the base run).
-EXTERNAL = Case("files", ("detect: external data det.onnx.data",), nudge_external_weight, EVERY,
-                "one weight of the .data file")
+POSE_PIPELINE = [{"type": "TopDownAffine", "image_size": [192, 256]}]
+# Cases on a third base (an MMDeploy-style folder): the detector saved with its weights in
+# det.onnx.data, the pose export without the runner's record but with a pipeline.json.
+EXTERNAL = [
+    Case("external", ("detect: external data det.onnx.data",), nudge_external_weight, EVERY,
+         "one weight of the .data file"),
+    Case("external", ("pose: pipeline.json",), edit(lambda s: s.pose_file, [*POSE_PIPELINE, {
+        "type": "TopDownGetBboxCenterScale", "padding": 1.3}]), DOWN_FROM_POSE, "the box padded 1.3x"),
+]
+
 
 
 @pytest.fixture(scope="module")
@@ -285,12 +304,13 @@ def warm(tmp_path_factory, make_checkpoint):
                           "pose/model=rtmpose_t", f"pose.model.checkpoint={found['registry'] / 'ckpt' / 'rtmpose_t.pth'}",
                           f"backend.dir={root / 'exports'}", f"cache.dir={root / 'export-cache'}"])
     assert made.manifest["status"] == "ok"
-    export = next((root / "exports").glob("rtmpose-t*.onnx"))
+    export = next((root / "exports").glob("rtmpose_t-*.onnx"))
     for base in ("files", "external"):
         shutil.copyfile(export, found[base] / "pose" / "pose.onnx")
-        shutil.copyfile(export.with_suffix(".json"), found[base] / "pose" / "pose.json")
+    shutil.copyfile(export.with_suffix(".json"), found["files"] / "pose" / "pose.json")
+    pipeline_json(found["external"] / "pose", POSE_PIPELINE)
     for base, folder in found.items():
-        setup = Setup("files" if base == "external" else base, folder)
+        setup = Setup(base, folder)
         if base == "external":
             _with_external_data(setup)
         first = setup.run([f"backend.dir={root / 'exports'}"], "base-run")
@@ -306,15 +326,15 @@ def computed(result) -> dict[str, int]:
     return {s: result.stages[s]["computed"] for s in STAGES if s in result.stages}
 
 
-@pytest.mark.parametrize("case", [*TABLE, EXTERNAL], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [*TABLE, *EXTERNAL], ids=lambda c: c.id)
 def test_a_stage_recomputes_exactly_when_what_it_reads_changed(case, warm, tmp_path, monkeypatch):
-    base = "external" if case is EXTERNAL else case.base
-    setup = Setup.copy_of(case.base, warm[base], tmp_path / "case", monkeypatch)
+    setup = Setup.copy_of(case.base, warm[case.base], tmp_path / "case", monkeypatch)
     extra = case.change(setup)
     result = setup.run([*extra, f"backend.dir={warm['exports']}"], "changed")
     assert result.manifest["status"] == "ok", result.manifest.get("error") or result.failed
     done = computed(result)
     assert {s for s, n in done.items() if n} == set(case.recomputes), done
+    assert set(case.covers) - {"pose: input"} <= declared_inputs(result.manifest)  # what it changes is declared
 
 
 def declared_inputs(manifest: dict) -> set[str]:
@@ -332,10 +352,112 @@ def declared_inputs(manifest: dict) -> set[str]:
 def test_every_declared_input_has_a_case(warm, tmp_path, monkeypatch):
     """The table covers every input the base runs' stages declare (a new one
     needs its case), and every case covers inputs that are declared."""
-    covered = {c for case in [*TABLE, EXTERNAL] for c in case.covers}
+    covered = {c for case in [*TABLE, *EXTERNAL] for c in case.covers}
     declared = set()
     for base in ("files", "registry", "external"):
-        setup = Setup.copy_of("files" if base == "external" else base, warm[base], tmp_path / base, monkeypatch)
+        setup = Setup.copy_of(base, warm[base], tmp_path / base, monkeypatch)
         declared |= declared_inputs(setup.run([f"backend.dir={warm['exports']}"], "run").manifest)
     assert not declared - covered, f"declared inputs with no case: {sorted(declared - covered)}"
-    assert not covered - declared - {"pose: input"}, f"cases of inputs nobody declares: {sorted(covered - declared)}"
+
+
+# -- what else comes from the declaration -----------------------------------------------------
+def test_replay_names_a_changed_external_data_file_before_any_image(warm, tmp_path, monkeypatch):
+    """An ONNX model's weights in x.onnx.data are part of what the run read: a
+    change there is named by replay, as a changed checkpoint is (issue 24, item 2)."""
+    from runner.errors import RunnerError
+    from runner.replay import replay
+    setup = Setup.copy_of("external", warm["external"], tmp_path / "case", monkeypatch)
+    setup.run([f"backend.dir={warm['exports']}"], "run")
+    nudge_external_weight(setup)
+    with pytest.raises(RunnerError, match=r"the detect step's external data det.onnx.data changed since the run"):
+        replay(setup.root / "run", setup.root / "replayed")
+    assert not (setup.root / "replayed" / "predictions").exists()
+
+
+def test_a_new_describer_describes_the_export_again(warm, tmp_path, monkeypatch):
+    """A fix in native/describe.py (another description of the same config) is
+    what the poses are computed with: the export's record is described again
+    and the poses recompute (issue 24, item 5)."""
+    from runner import engines
+    from runner.native import describe
+    setup = Setup.copy_of("registry", warm["registry"], tmp_path / "case", monkeypatch)
+    fixed = dict(engines.native_description(str(load_entry_config("rtmpose_t"))), padding=1.3)
+    monkeypatch.setattr(describe, "describer", lambda: "a describer with a fix")
+    monkeypatch.setattr(engines, "native_description", lambda config: fixed)
+    result = setup.run([f"backend.dir={warm['exports']}"], "fixed")
+    assert result.stages["pose"]["computed"] > 0 and result.stages["detect"]["computed"] == 0
+    assert result.manifest["stages"]["pose"]["reads"]["params"]["description"]["padding"] == 1.3
+    record = json.loads(export_of(setup, warm["exports"]).with_suffix(".json").read_text())
+    assert record["described_by"] == "a describer with a fix" and record["model"]["padding"] == 1.3
+    monkeypatch.undo()
+    again = Setup("registry", setup.root).run([f"backend.dir={warm['exports']}"], "back")  # described anew, again
+    assert again.stages["pose"]["computed"] == 0 and \
+        again.manifest["stages"]["pose"]["reads"]["params"]["description"]["padding"] == 1.25
+
+
+def export_of(setup: Setup, folder: Path) -> Path:
+    """The runner's export of the registry base's RTMPose-t checkpoint in `folder`."""
+    from runner.backends.files import ExportSpec
+    from runner.hashing import sha256_file
+    checkpoint = setup.root / "ckpt" / "rtmpose_t.pth"
+    return ExportSpec.of(str(checkpoint), sha256_file(checkpoint), load_entry_config("rtmpose_t"), "mmpose",
+                         (192, 256), str(folder)).path
+
+
+def load_entry_config(name: str) -> str:
+    from runner.models.registry import load_entry
+    return str(load_entry(name).config)
+
+
+def test_a_record_beside_a_model_file_is_trusted_only_when_it_names_the_files_sha256(warm, tmp_path, monkeypatch):
+    """Any .json beside a user's ONNX file is not the runner's record of it: only
+    one naming that file's sha256 describes it (and is then one of its files)."""
+    setup = Setup.copy_of("files", warm["files"], tmp_path / "case", monkeypatch)
+    record = setup.pose_file.with_suffix(".json")
+    ours = json.loads(record.read_text())
+    record.write_text(json.dumps({**ours, "sha256": "0" * 64}))  # another file's record
+    result = setup.run([f"backend.dir={warm['exports']}", "pose.model.input_size=[192,256]"], "other-record")
+    reads = result.manifest["stages"]["pose"]["reads"]
+    assert "export record" not in reads["files"]
+    assert reads["params"]["flip_test"] is False  # a bare SimCC file: rtmlib's protocol, no flip test
+    record.write_text(json.dumps(ours))
+    trusted = setup.run([f"backend.dir={warm['exports']}"], "ours")
+    assert trusted.manifest["stages"]["pose"]["reads"]["files"]["export record"]["path"] == str(record)
+    assert trusted.manifest["stages"]["pose"]["reads"]["params"]["flip_test"] is True  # the model config's
+
+
+def test_a_merge_on_a_host_with_other_library_versions_reads_the_shards_entries(warm, tmp_path, monkeypatch):
+    """The merge rebuilds the model stages' keys with the versions the shards
+    recorded: a CPU submit host with another onnxruntime merges what the shards
+    computed, byte for byte (issue 24, item 17); shards that disagree are named."""
+    import subprocess
+    import sys
+    from runner import versions
+    from runner.errors import RunnerError
+    from runner.merge import merge_all, recorded_libs, sharded_groups
+    from runner.sweep import collect
+    setup = Setup.copy_of("files", warm["files"], tmp_path / "case", monkeypatch)
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "-m", "runner", "-m", "recipe=body_rtmpose",
+                           f"input={COCO}", *_files_base(setup), f"cache.dir={setup.cache}",
+                           f"backend.dir={warm['exports']}", "shard.count=2", "shard.index=0,1",
+                           f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    real = versions.version
+    monkeypatch.setattr(versions, "version", lambda name: "99.0" if name in ("onnxruntime", "cv2") else real(name))
+    shutil.move(sweep / "merged", tmp_path / "merged-by-the-sweep")
+    (merged,) = merge_all(collect(sweep))
+    assert merged.error is None and merged.complete, merged.line()
+    pose = merged.manifest["stages"]["pose"]
+    assert pose["computed"] == 0 and pose["cache_hits"] == pose["units"] > 0
+    assert pose["reads"]["libs"]["onnxruntime"] == real("onnxruntime")  # what computed the entries
+    for name in ("predictions", "results_coco.json"):
+        a, b = tmp_path / "merged-by-the-sweep" / name, sweep / "merged" / name
+        files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file()) if a.is_dir() else [Path()]
+        assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files), name
+    other = json.loads((sweep / "1" / "manifest.json").read_text())
+    other["stages"]["pose"]["reads"]["libs"]["onnxruntime"] = "1.0"
+    (sweep / "1" / "manifest.json").write_text(json.dumps(other))
+    with pytest.raises(RunnerError, match=r"the shards computed pose with other library versions \(shards 0: .*"
+                                          r"shards 1: .*onnxruntime 1.0"):
+        recorded_libs(sharded_groups(collect(sweep))[0])

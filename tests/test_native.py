@@ -9,6 +9,7 @@ OpenVINO runs take this engine."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,13 +137,25 @@ def test_flip_test_is_a_choice_in_the_key_and_off_runs_one_pass_a_crop(pose_t, t
     ("detect", "export", [], "an MMDeploy end2end detector gives dets [B, N, 5] and labels [B, N]"),
     ("pose", "export", ["pose.model.num_keypoints=133"], "predicts 17 keypoints, but pose.model.num_keypoints=133"),
     ("pose", "export", ["pose.model.keypoints=coco_wholebody"], "keypoint set coco_wholebody has 133 keypoints, but"),
+    # a description that would give NaN or wrong keypoints (issue 24, item 7)
+    ("pose", "export", ["pose.model.std=[0,0,0]"], "pose.model.std=[0.0, 0.0, 0.0]: a std of 0 or less"),
+    ("pose", "export", ["pose.model.simcc_split_ratio=0"], "pose.model.simcc_split_ratio=0 is not a positive number"),
+    ("pose", "export", ["pose.model.simcc_split_ratio=3"], "makes 576 bins, but the file's simcc_x has 384: pass "
+                                                           "pose.model.simcc_split_ratio=2"),
+    ("detect", RTMDET_NANO, ["detect.model.std=[0,57.12,58.395]"], "a std of 0 or less"),
+    ("detect", YOLOX_NANO, ["detect.model.input_size=[640,640]"], "but the file takes [416, 416]"),
+    ("detect", "garbage pipeline", [], "pipeline.json is not MMDeploy's pipeline.json"),
 ])
 def test_a_wrong_model_file_is_one_line_before_any_image_is_read(pose_t, tmp_path, role, path, more, said):
     runner.run(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0], output_dir=tmp_path / "made",
                overrides=[*pose_t, "detect/model=whole_image", f"backend.dir={tmp_path / 'onnx'}",
                           f"cache.dir={tmp_path / 'cache'}"])
-    files = {"text": tmp_path / "notes.onnx", "export": next((tmp_path / "onnx").glob("rtmpose-t*.onnx"))}
+    files = {"text": tmp_path / "notes.onnx", "export": next((tmp_path / "onnx").glob("rtmpose-t*.onnx")),
+             "garbage pipeline": tmp_path / "garbage" / "end2end.onnx"}
     files["text"].write_text("not a network")
+    files["garbage pipeline"].parent.mkdir()
+    shutil.copyfile(RTMDET_NANO, files["garbage pipeline"])
+    (tmp_path / "garbage" / "pipeline.json").write_text('{"pipeline": {"tasks": 5}}')
     given = files.get(path, path)
     other = ["detect/model=whole_image"] if role == "pose" else [*pose_t]
     done = subprocess.run([sys.executable, "-m", "runner", "recipe=body_rtmpose", f"input={COCO}", *other,
@@ -210,3 +223,38 @@ def test_an_onnx_model_needs_a_backend_that_runs_onnx(tmp_path):
     with pytest.raises(RunnerError, match="detect/model=onnx is an ONNX model file: pass detect.model.path=FILE.onnx"):
         runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "run2", overrides=[
             "detect/model=onnx", f"cache.dir={tmp_path / 'cache'}"])
+
+
+def test_a_model_output_with_nan_fails_its_item_and_is_never_kept(pose_t, tmp_path, monkeypatch):
+    """NaN never reaches a cache entry or a file (results_coco.json would not be
+    JSON): the item fails in one line, the other items are written."""
+    from runner.native.topdown import NativeTopdown
+    real = NativeTopdown.predict
+    poisoned = sorted(COCO.glob("*.jpg"))[1].name
+
+    def predict(self, inputs):
+        out = real(self, inputs)
+        for (image, _), result in zip(inputs, out):
+            if image.shape == _shape(poisoned):
+                result["keypoint_scores"][:] = np.nan
+        return out
+    monkeypatch.setattr(NativeTopdown, "predict", predict)
+    args = [*pose_t, "detect/model=gt", f"eval.ann_file={COCO / 'test_coco.json'}", f"cache.dir={tmp_path / 'c'}",
+            "backend=onnxruntime", "pose.batch_size=1"]
+    result = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "run", overrides=args)
+    assert [f["id"] for f in result.failed] == [poisoned]
+    assert "gave NaN or infinite keypoint_scores" in result.failed[0]["error"]
+    json.loads((tmp_path / "run" / "results_coco.json").read_text(), parse_constant=_no_nan)
+    monkeypatch.setattr(NativeTopdown, "predict", real)
+    again = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "again", overrides=args)
+    assert again.manifest["status"] == "ok" and again.stages["pose"]["computed"] == \
+        sum(len(r["instances"]) for r in again.records if r["id"] == poisoned)  # only its boxes: none was kept
+
+
+def _shape(name: str) -> tuple:
+    import cv2
+    return cv2.imread(str(COCO / name)).shape
+
+
+def _no_nan(text: str):
+    raise AssertionError(f"{text} in a JSON file")

@@ -162,6 +162,10 @@ class CachedStage(Stage):
     def attach(self, units: list[Unit], results: list[dict[str, np.ndarray]]) -> None:
         raise NotImplementedError
 
+    def invalid(self, result: dict[str, np.ndarray]) -> str | None:
+        """Why a computed result must not be kept (None: it is sound)."""
+        return None
+
     def label(self) -> str:
         return self.name
 
@@ -254,6 +258,10 @@ class CachedStage(Stage):
         if not indices:
             return
         for i, out in self._compute_isolated(indices, units):
+            wrong = self.invalid(out)
+            if wrong:  # never cached, never written: the item fails, the others go on
+                units[i].record.error = f"{self.name} of {units[i].record.item.source}: {wrong}"
+                continue
             self.store.put(keys[i], out, label=self.label())
             results[i] = out
             self.stats.computed += 1

@@ -63,6 +63,16 @@ class ModelStage(CachedStage):
             return self.estimator.predict([u.record.item.image() for u in units])
         return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
 
+    def invalid(self, result) -> str | None:
+        """A model output with NaN or infinity (weights or a description that do not
+        fit the network, a division by a std of 0) is no result."""
+        bad = sorted(name for name, value in result.items()
+                     if value.dtype.kind == "f" and not np.isfinite(value).all())
+        if not bad:
+            return None
+        return (f"the model {self.entry.name} gave NaN or infinite {', '.join(bad)}: its weights or its description "
+                f"(mean, std, input size, split ratio) do not fit it; the result is not kept")
+
     def attach(self, units: list[Unit], results) -> None:
         attach = (self.row.reference or self.row.native).attach
         for unit, raw in zip(units, results):
