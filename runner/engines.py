@@ -62,7 +62,8 @@ class Engine:
         self.cfg = ctx.cfg[role]
         self.entry = self.cfg.model
         self.owner = f"download.checkpoints.{self.entry.name}" if \
-            (ctx.cfg.download.get("checkpoints") or {}).get(str(self.entry.name)) else f"{role}.model.checkpoint"
+            (ctx.cfg.download.get("checkpoints") or {}).get(str(self.entry.name)) else \
+            f"{role}.model.{row.checkpoint_key}"
 
     @property
     def estimator_cls(self):
@@ -109,6 +110,8 @@ class NativeEngine(Engine):
     def params(self) -> dict:
         if not self.row.onnx_file:
             return super().params()
+        if hasattr(self.estimator_cls, "key_params"):  # a family that says which entry keys change its numbers
+            return {**self.estimator_cls.key_params(self.entry), "flip_test": self.flip_test()}
         pipeline = Path(str(self.entry.path)).expanduser().parent / "pipeline.json"
         return {"described_by": {k: _plain(self.entry.get(k)) for k in DESCRIBED_BY},
                 "pipeline.json": sha256_file(pipeline) if pipeline.is_file() else None, "flip_test": self.flip_test()}
@@ -148,6 +151,8 @@ class NativeEngine(Engine):
         from runner.native import describe
         if not self.row.onnx_file:
             return describe.from_dict(record(path)["model"] or native_description(str(self.entry.config)))
+        if hasattr(self.estimator_cls, "describe"):  # a family that describes its own networks (MediaPipe's)
+            return self.estimator_cls.describe(self.entry, compiled)
         if self.estimator_cls.unit == "image":
             return describe.onnx_detector(self.entry, path, compiled.fixed_input_size())
         widths = [o.shape[-1] for o in compiled.outputs if o.shape and isinstance(o.shape[-1], int)]
