@@ -142,7 +142,8 @@ class NativeEngine(Engine):
         if backend.precision == "int8":
             from runner.backends import openvino
             prepare = lambda images: self.estimator_cls.network_inputs(described, images)  # noqa: E731
-            path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare))
+            path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare),
+                                      None if not self.row.onnx_file else Path(str(cfg.backend.dir)).expanduser())
             compiled = network(str(path), backend.name, threads, backend.precision, self.owner)
         return self.estimator_cls.build(compiled, described, self.entry, self._flip(described), structure)
 
