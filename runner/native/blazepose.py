@@ -12,26 +12,15 @@ their visibility, presence and depth, the world landmarks (metres,
 hip-centred) and the pose presence are kept beside them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from runner.errors import RunnerError
-from runner.models.topdown import Topdown
-from runner.native.mediapipe import Region, crop, outputs, sigmoid, square_input, to_image
+from runner.native.mediapipe import LandmarkModel, Region, crop, sigmoid, to_image
 
 # COCO's 17 (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) among BlazePose's 33.
 COCO_OF_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 BODY = 33                   # landmarks 33-38 are auxiliary (MediaPipe's next region)
 HEATMAP_KERNEL = 7          # tensors_to_pose_landmarks_and_segmentation.pbtxt
 HEATMAP_MIN_CONFIDENCE = 0.5  # RefineLandmarksFromHeatmapCalculatorOptions' default
-
-
-@dataclass(frozen=True)
-class BlazePoseModel:
-    size: int          # the square input's side
-    padding: float     # the box's square grown this much
-    border: str        # "replicate" (MediaPipe's) or "zero"
 
 
 def refine(points: np.ndarray, heatmap: np.ndarray, size: int) -> np.ndarray:
@@ -55,46 +44,12 @@ def refine(points: np.ndarray, heatmap: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class NativeBlazePose(Topdown):
+class NativeBlazePose(LandmarkModel):
     """One unit per person box."""
     code_version = 1
     what = "BlazePose's landmark model"
+    keypoints, num_keypoints = "coco", len(COCO_OF_BLAZEPOSE)
     wanted = {"Identity": (1, 195), "Identity_1": (1, 1), "Identity_3": (1, 64, 64, 39), "Identity_4": (1, 117)}
-
-    def __init__(self, network, model: BlazePoseModel):
-        self.network, self.model = network, model
-        self.index = outputs(network, self.wanted, self.what)
-
-    @classmethod
-    def describe(cls, entry, network) -> BlazePoseModel:
-        return BlazePoseModel(square_input(network, cls.what), float(entry.padding), str(entry.border))
-
-    @staticmethod
-    def key_params(entry) -> dict:
-        """The entry's keys that change its numbers (in every cache key)."""
-        return {"padding": float(entry.padding), "border": str(entry.border)}
-
-    @classmethod
-    def check(cls, network, entry) -> None:
-        outputs(network, cls.wanted, cls.what)
-        square_input(network, cls.what)
-
-    @classmethod
-    def build(cls, network, model: BlazePoseModel, entry, flip_test: bool = False, structure=None):
-        if flip_test:
-            raise RunnerError(f"pose/model={entry.name} has no flip test (MediaPipe runs one pass): pass "
-                              "pose.flip_test=null or false")
-        return cls(network, model)
-
-    def facts(self) -> dict:
-        return {"num_keypoints": len(COCO_OF_BLAZEPOSE), "keypoints": "coco",
-                "input_size": [self.model.size, self.model.size]}
-
-    @staticmethod
-    def network_inputs(model: BlazePoseModel, images: list[np.ndarray]) -> list[np.ndarray]:
-        """What the network sees of each image taken whole as its box (int8 calibration)."""
-        return [crop(i, Region.upright(np.array([0, 0, i.shape[1], i.shape[0]]), model.padding), model.size,
-                     model.border)[None] for i in images]
 
     def predict(self, inputs: list[tuple]) -> list[dict[str, np.ndarray]]:
         """Per (image, box): keypoints (17, 2) in image pixels and their scores;

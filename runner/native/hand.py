@@ -14,66 +14,21 @@ in an ordinary photo; checked against the left/right hands of COCO-WholeBody's
 ground truth (tests/test_mediapipe.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from runner.boxes import around
-from runner.errors import RunnerError
-from runner.models.topdown import Topdown
-from runner.native.mediapipe import Region, crop, outputs, rotate, square_input, to_image
+from runner.native.mediapipe import LandmarkModel, Region, crop, rotate, to_image
 
 NORMALIZE_Z = 0.4  # TensorsToLandmarksCalculatorOptions of hand_landmark_cpu.pbtxt
 
 
-@dataclass(frozen=True)
-class HandModel:
-    size: int          # the square input's side
-    padding: float     # a plain hand box's square grown this much
-    border: str        # "replicate" (MediaPipe's) or "zero"
-
-
-class NativeHandLandmark(Topdown):
+class NativeHandLandmark(LandmarkModel):
     """One unit per hand box (and its region's angle, when a palm gave one)."""
     code_version = 1
     takes_angles = True
     what = "MediaPipe's hand landmark model"
+    keypoints, num_keypoints = "coco_wholebody_hand", 21
     wanted = {"Identity": (1, 63), "Identity_1": (1, 1), "Identity_2": (1, 1), "Identity_3": (1, 63)}
-
-    def __init__(self, network, model: HandModel):
-        self.network, self.model = network, model
-        self.index = outputs(network, self.wanted, self.what)
-
-    @classmethod
-    def describe(cls, entry, network) -> HandModel:
-        return HandModel(square_input(network, cls.what), float(entry.padding), str(entry.border))
-
-    @staticmethod
-    def key_params(entry) -> dict:
-        """The entry's keys that change its numbers (in every cache key)."""
-        return {"padding": float(entry.padding), "border": str(entry.border)}
-
-    @classmethod
-    def check(cls, network, entry) -> None:
-        outputs(network, cls.wanted, cls.what)
-        square_input(network, cls.what)
-
-    @classmethod
-    def build(cls, network, model: HandModel, entry, flip_test: bool = False, structure=None):
-        if flip_test:
-            raise RunnerError(f"pose/model={entry.name} has no flip test (MediaPipe runs one pass): pass "
-                              "pose.flip_test=null or false")
-        return cls(network, model)
-
-    def facts(self) -> dict:
-        return {"num_keypoints": 21, "keypoints": "coco_wholebody_hand",
-                "input_size": [self.model.size, self.model.size]}
-
-    @staticmethod
-    def network_inputs(model: HandModel, images: list[np.ndarray]) -> list[np.ndarray]:
-        """What the network sees of each image taken whole as its box (int8 calibration)."""
-        return [crop(i, Region.upright(np.array([0, 0, i.shape[1], i.shape[0]]), model.padding), model.size,
-                     model.border)[None] for i in images]
 
     def region(self, box: np.ndarray, angle=None) -> Region:
         return Region.upright(box, self.model.padding) if angle is None else Region.of_bounds(box, float(angle))

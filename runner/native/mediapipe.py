@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.models.topdown import Topdown
 
 BORDERS = {"zero": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
@@ -109,3 +110,57 @@ def square_input(network, what: str) -> int:
     if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or shape[1] != shape[2] or not isinstance(shape[1], int):
         raise RunnerError(f"{network.path} takes {list(shape)}: {what} takes one square RGB image, [1, S, S, 3]")
     return int(shape[1])
+
+
+@dataclass(frozen=True)
+class CropModel:
+    """What a MediaPipe landmark network needs besides its file."""
+    size: int          # the square input's side
+    padding: float     # a plain box's square grown this much
+    border: str        # pixels outside the image: "replicate" (MediaPipe's default) or "zero"
+
+
+class LandmarkModel(Topdown):
+    """What MediaPipe's landmark networks share as pose models (one unit per
+    box, batch 1, NHWC): the network's outputs found by name, the entry's
+    `padding` and `border` in every key, no flip test. A subclass says what
+    the network is (`what`, `wanted` outputs), its keypoints and `predict`."""
+    code_version = 1
+    what = ""
+    wanted: dict[str, tuple] = {}
+    keypoints, num_keypoints = "", 0
+
+    def __init__(self, network, model: CropModel):
+        self.network, self.model = network, model
+        self.index = outputs(network, self.wanted, self.what)
+
+    @classmethod
+    def describe(cls, entry, network) -> CropModel:
+        return CropModel(square_input(network, cls.what), float(entry.padding), str(entry.border))
+
+    @staticmethod
+    def key_params(entry) -> dict:
+        """The entry's keys that change its numbers (in every cache key)."""
+        return {"padding": float(entry.padding), "border": str(entry.border)}
+
+    @classmethod
+    def check(cls, network, entry) -> None:
+        outputs(network, cls.wanted, cls.what)
+        square_input(network, cls.what)
+
+    @classmethod
+    def build(cls, network, model: CropModel, entry, flip_test: bool = False, structure=None):
+        if flip_test:
+            raise RunnerError(f"pose/model={entry.name} has no flip test (MediaPipe runs one pass): pass "
+                              "pose.flip_test=null or false")
+        return cls(network, model)
+
+    def facts(self) -> dict:
+        return {"num_keypoints": self.num_keypoints, "keypoints": self.keypoints,
+                "input_size": [self.model.size, self.model.size]}
+
+    @staticmethod
+    def network_inputs(model: CropModel, images: list[np.ndarray]) -> list[np.ndarray]:
+        """What the network sees of each image taken whole as its box (int8 calibration)."""
+        return [crop(i, Region.upright(np.array([0, 0, i.shape[1], i.shape[0]]), model.padding), model.size,
+                     model.border)[None] for i in images]
