@@ -171,7 +171,7 @@ class NativePalmDetector:
         middle, size = centre + raw[:, 0:2], raw[:, 2:4]
         boxes = np.concatenate([middle - size / 2, middle + size / 2], axis=1)
         points = centre[:, None, :] + raw[:, 4:].reshape(-1, 7, 2)
-        positive = (size > 0).all(axis=1)  # TensorsToDetections drops boxes of negative size
+        positive = (size >= 0).all(axis=1)  # TensorsToDetections drops boxes of negative (or NaN) size
         matrix = region.to_image(self.model.size)
         return {"bboxes": to_image(boxes[positive].reshape(-1, 2), matrix).reshape(-1, 4),
                 "scores": scores[keep][positive].astype(np.float32),
