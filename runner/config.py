@@ -111,7 +111,8 @@ def _unknown_key(key: str, text: str) -> str:
 
 RULES = {name: rule for name, _, _, _, rule in schema.keys() if rule is not None}
 FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON or an ONNX "
-             "detector", "pose.model.path": "an ONNX pose model (MediaPipe's: .onnx or .tflite)"}
+             "detector (MediaPipe's: .onnx or .tflite)", "pose.model.path": "an ONNX pose model (MediaPipe's: .onnx or "
+             ".tflite)"}
 
 
 def _shown(value) -> str:
