@@ -8,8 +8,9 @@ DATA ?= ../shared/data
 setup:
 	@scripts/setup.sh
 
-# body_rtmpose on the COCO sample images. Uses the official checkpoints when
-# they can be downloaded (or are in download.mirror); otherwise makes local ones.
+# Body pose on the COCO sample images: the official checkpoints when
+# they can be downloaded (or are in download.mirror); offline, the trained
+# RTMDet-nano person detector and BlazePose of ../shared/weights.
 demo: setup
 	@scripts/demo.sh $(DATA)/coco
 

@@ -20,8 +20,11 @@ def from_keypoints(keypoints: np.ndarray, scores: np.ndarray, kpt_thr: float) ->
     """The box a pose occupies: its confident keypoints' extent, grown by
     EXPANSION about the centre (None when fewer than 2 keypoints are confident)."""
     confident = keypoints[scores >= kpt_thr]
-    if len(confident) < 2:
-        return None
-    low, high = confident.min(axis=0), confident.max(axis=0)
+    return around(confident) if len(confident) >= 2 else None
+
+
+def around(points: np.ndarray) -> np.ndarray:
+    """The extent of `points` (N, 2), grown by EXPANSION about its centre (x1, y1, x2, y2)."""
+    low, high = points.min(axis=0), points.max(axis=0)
     centre, half = (low + high) / 2, (high - low) / 2 * EXPANSION
     return np.concatenate([centre - half, centre + half]).astype(np.float32)

@@ -111,7 +111,8 @@ def _unknown_key(key: str, text: str) -> str:
 
 RULES = {name: rule for name, _, _, _, rule in schema.keys() if rule is not None}
 FILE_KEYS = {"eval.ann_file": "a COCO-style annotation file", "detect.model.path": "a COCO results JSON or an ONNX "
-             "detector", "pose.model.path": "an ONNX pose model"}
+             "detector (MediaPipe's: .onnx or .tflite)", "pose.model.path": "an ONNX pose model (MediaPipe's: .onnx or "
+             ".tflite)"}
 
 
 def _shown(value) -> str:
@@ -159,9 +160,10 @@ def check_values(cfg: DictConfig) -> None:
     unknown = [str(s) for s in cfg.recipe.steps if str(s) not in schema.STEPS]
     if unknown:
         raise RunnerError(f"recipe step {unknown[0]!r} is not known: steps are {', '.join(schema.STEPS)}")
+    from runner.checkpoints.download import is_url  # a model file may be a URL (MediaPipe's official files)
     for key, what in FILE_KEYS.items():
         value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
-        if value is not None and not Path(str(value)).expanduser().is_file():
+        if value is not None and not is_url(str(value)) and not Path(str(value)).expanduser().is_file():
             raise RunnerError(f"{key}={value} does not exist: pass {key}=FILE ({what})")
 
 

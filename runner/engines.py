@@ -69,7 +69,7 @@ class Engine:
         self.entry = self.cfg.model
         self.owner = f"download.checkpoints.{self.entry.name}" if \
             (ctx.cfg.download.get("checkpoints") or {}).get(str(self.entry.name)) else \
-            f"{role}.model.{'path' if row.onnx_file else 'checkpoint'}"
+            f"{role}.model.{row.checkpoint_key}"
         self._estimator = None
 
     @property
@@ -165,7 +165,7 @@ class NativeEngine(Engine):
         flip test it runs."""
         described = self.description(checkpoint)
         flip = {"flip_test": self._flip(described)} if self.role == "pose" else {}
-        return {"engine": self.name, "description": described.as_dict(), **flip}
+        return {"engine": self.name, "description": as_dict(described), **flip}
 
     def libs(self) -> tuple[str, ...]:
         return NATIVE_LIBS if self.row.onnx_file else (*NATIVE_LIBS, *EXPORT_LIBS)
@@ -175,7 +175,8 @@ class NativeEngine(Engine):
         if self.role != "pose" or self.estimator_cls.unit != "box":
             return None
         if self.row.onnx_file:
-            return self.estimator(checkpoint).keypoints.name
+            kept = self.estimator(checkpoint).keypoints
+            return getattr(kept, "name", kept)  # a KeypointSet, or a set's name
         from runner.native.keypoints import BY_COUNT
         count = self.description(checkpoint).num_keypoints
         return str(self.entry.get("keypoints") or BY_COUNT.get(count, "coco"))
@@ -215,8 +216,7 @@ class NativeEngine(Engine):
             from runner.backends import openvino
             prepare = lambda images: self.estimator_cls.network_inputs(described, images)  # noqa: E731
             path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare),
-                                      *((checkpoint.sha256, Path(str(cfg.backend.dir)).expanduser())
-                                        if self.row.onnx_file else ()))
+                                      Path(str(cfg.backend.dir)).expanduser() if self.row.onnx_file else None)
             compiled = network(str(path), backend.name, threads, backend.precision, self.owner)
         return self.estimator_cls.build(compiled, described, self.entry, self._flip(described), structure)
 
@@ -224,6 +224,8 @@ class NativeEngine(Engine):
         from runner.native import describe
         if not self.row.onnx_file:
             return describe.from_dict(current_description(path, str(self.entry.config)))
+        if hasattr(self.estimator_cls, "describe"):  # a family that describes its own networks (MediaPipe's)
+            return self.estimator_cls.describe(self.entry, compiled)
         if self.estimator_cls.unit == "image":
             return describe.onnx_detector(self.entry, path, compiled.fixed_input_size(), own)
         widths = [o.shape[-1] for o in compiled.outputs if o.shape and isinstance(o.shape[-1], int)]
@@ -233,6 +235,12 @@ class NativeEngine(Engine):
     def _flip(self, described) -> bool:
         asked = self.flip_test()
         return getattr(described, "flip_test", False) if asked is None else asked
+
+
+def as_dict(described) -> dict:
+    """A description as plain data (the native engine's own, or a family's dataclass)."""
+    import dataclasses
+    return described.as_dict() if hasattr(described, "as_dict") else dataclasses.asdict(described)
 
 
 def current_description(export: Path, config: str) -> dict | None:

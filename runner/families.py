@@ -18,7 +18,10 @@ from runner.models.internet import Hand3DEstimator
 from runner.models.mmdet_detector import MMDetDetector
 from runner.models.rtmo import BottomupEstimator
 from runner.models.topdown import TopdownEstimator
+from runner.native.blazepose import NativeBlazePose
 from runner.native.detector import NativeDetector
+from runner.native.hand import NativeHandLandmark
+from runner.native.palm import NativePalmDetector
 from runner.native.topdown import NativeTopdown
 from runner.stages.base import Stage
 from runner.stages.detect import FromFile, WholeImage
@@ -36,7 +39,13 @@ class Family:
     stage: type[Stage]
     reference: type[Estimator] | None = None  # its `library` says mmdet or mmpose
     native: type | None = None
-    onnx_file: bool = False                   # the model is an ONNX file (`path`), not a checkpoint + config
+    onnx_file: bool = False                   # the model is a network file (`path`: ONNX, or MediaPipe's
+                                              # .tflite), not a checkpoint + config
+
+    @property
+    def checkpoint_key(self) -> str:
+        """The model entry's key that names its file (in messages: pose.model.path=...)."""
+        return "path" if self.onnx_file else "checkpoint"
 
     @property
     def runs_model(self) -> bool:
@@ -59,6 +68,9 @@ FAMILIES: dict[str, Family] = {
     "internet": Family(ModelStage, Hand3DEstimator),                     # InterNet 3D hands
     "onnx_detector": Family(ModelStage, None, NativeDetector, True),     # an MMDeploy end2end detector file
     "onnx_topdown": Family(ModelStage, None, NativeTopdown, True),       # a SimCC pose export file
+    "blazepose": Family(ModelStage, None, NativeBlazePose, True),        # MediaPipe's BlazePose (.onnx / .tflite)
+    "mediapipe_hand": Family(ModelStage, None, NativeHandLandmark, True),  # MediaPipe's hand landmark model
+    "mediapipe_palm": Family(ModelStage, None, NativePalmDetector, True),  # MediaPipe's palm detector
     "whole_image": Family(WholeImage),                                   # the whole image is the box
     "from_file": Family(FromFile),                                       # boxes from a COCO file
 }

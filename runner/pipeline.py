@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from runner import atomic, console, signals
 from runner.cache import Store
-from runner.checkpoints.download import Checkpoint, CheckpointResolver
+from runner.checkpoints.download import Checkpoint, CheckpointResolver, file_name_of
 from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
@@ -76,8 +76,12 @@ class RunContext:
             self.device, self.backend = environment["device"], Backend.recorded(environment["backend"])
         else:
             self.device = resolve_device(cfg.device)
-            self.backend = choose_backend(cfg.backend, self.device, onnx_files=any(
-                family(str(cfg[role].model.family)).onnx_file for role in MODEL_STEPS if role in cfg.recipe.steps))
+            model_files = [role for role in MODEL_STEPS if role in cfg.recipe.steps
+                           and family(str(cfg[role].model.family)).onnx_file]
+            tflite = [f"{role}.model.path={cfg[role].model.path}" for role in model_files
+                      if file_name_of(str(cfg[role].model.path)).lower().endswith(".tflite")]
+            self.backend = choose_backend(cfg.backend, self.device, onnx_files=bool(model_files),
+                                          tflite_files=tflite[0] if tflite else None)
         self.steps = steps(cfg)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
         self.source: Source | None = None
@@ -123,8 +127,10 @@ class RunContext:
             entry = self.cfg[role].model
             chosen = (self.cfg.download.get("checkpoints") or {}).get(str(entry.name))
             spec, owner = (chosen, f"download.checkpoints.{entry.name}") if chosen else \
-                (entry.checkpoint, f"{role}.model.checkpoint")
-            self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
+                (entry.checkpoint, f"{role}.model.{family(str(entry.family)).checkpoint_key}")
+            self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run,
+                                                           sha256=None if chosen else entry.get("sha256"),
+                                                           pinned_by=f"{role}.model.sha256")
         return self.checkpoints[role]
 
 

@@ -136,8 +136,9 @@ def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
     from runner.errors import RunnerError
     from runner.backends.table import choose_backend
 
-    def choose(device="cpu", **backend):
-        return choose_backend(OmegaConf.create({"name": "auto", "precision": "f32", **backend}), device)
+    def choose(device="cpu", tflite=None, **backend):
+        return choose_backend(OmegaConf.create({"name": "auto", "precision": "f32", **backend}), device,
+                              onnx_files=bool(tflite), tflite_files=tflite)
 
     # the choice, on a CPU that has bf16 (whether this one has is the last case's concern)
     monkeypatch.setattr(openvino, "capabilities", lambda: ["FP32", "BF16", "INT8"])
@@ -145,6 +146,9 @@ def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
     assert "the CPU, float32" in choose().why
     assert choose(precision="bf16").name == "openvino" and choose("cuda:0", precision="f16").name == "pytorch"
     assert choose(name="pytorch").why == "backend=pytorch asked for"
+    tflite = "pose.model.path=x.tflite"  # a TFLite file: OpenVINO reads it as it is
+    assert choose(tflite=tflite).name == "openvino" and tflite in choose(tflite=tflite).why
+    assert choose(tflite=tflite, precision="bf16").name == "openvino"
     refusals = {
         "backend 'tensorrt' is unknown: use backend=auto, backend=pytorch": dict(name="tensorrt"),
         "backend=onnxruntime runs float32 only: use backend=openvino": dict(name="onnxruntime", precision="bf16"),
@@ -152,6 +156,9 @@ def test_the_backend_choice_and_its_one_line_refusals(monkeypatch, tmp_path):
         "backend=openvino runs on the CPU here: use device=cpu": dict(name="openvino", device="cuda:0"),
         r"backend.calibration=None is not a folder: backend.precision=int8 needs": dict(precision="int8"),
         "backend.calibration=.* has no images": dict(precision="int8", calibration=str(tmp_path)),
+        r"backend=onnxruntime does not read TFLite files \(pose.model.path=x.tflite\): use backend=openvino":
+            dict(name="onnxruntime", tflite="pose.model.path=x.tflite"),
+        "backend=openvino runs on the CPU here": dict(device="cuda:0", tflite="pose.model.path=x.tflite"),
     }
     for message, asked in refusals.items():
         with pytest.raises(RunnerError, match=message):

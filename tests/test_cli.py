@@ -39,7 +39,7 @@ def test_help_lists_recipes_and_models():
 
 @pytest.mark.parametrize("args,expected", [
     (["recipe=bodyy", "input=x"], "unknown recipe 'bodyy': choose one of body_rtmo, body_rtmpose, face_rtmpose, hand,"),
-    (["pose/model=rtmpose_xl", "input=x"], "unknown pose/model 'rtmpose_xl': choose one of dwpose_l"),
+    (["pose/model=rtmpose_xl", "input=x"], "unknown pose/model 'rtmpose_xl': choose one of blazepose_full, dwpose_l"),
     (["detect/model=yolo", "input=x"], "unknown detect/model 'yolo'"),
     (["detect.bbox_th=0.5", "input=x"], "unknown key 'detect.bbox_th': 'detect' has model, bbox_thr"),
     (["-m", "detect.bbox_thr=0.3,0.5", "pose/model=rtmpose_t,nope", "input=x"], "unknown pose/model 'nope'"),

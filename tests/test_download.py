@@ -142,3 +142,30 @@ def test_two_urls_with_one_file_name_are_two_checkpoints(tmp_path, served_dir, s
     assert (one.sha256, two.sha256) == (hashlib.sha256(b"weights of run 1").hexdigest(),
                                         hashlib.sha256(b"weights of run 2, other").hexdigest())
     assert resolver.resolve(f"{server}/run1/best.pth", owner="pose.model.checkpoint").sha256 == one.sha256
+
+
+def test_a_pinned_sha256_is_checked_for_a_download_the_cache_and_the_mirror(tmp_path, served_dir, server):
+    """A model entry's `sha256:` (MediaPipe's files carry no hash in their names)."""
+    payload = b"official model" * 100
+    (served_dir / "official_model.tflite").write_bytes(payload)
+    url, pin = f"{server}/official_model.tflite", hashlib.sha256(payload).hexdigest()
+    resolve = CheckpointResolver(tmp_path / "ckpt").resolve
+    assert resolve(url, owner="pose.model.path", sha256=pin).sha256 == pin
+    (tmp_path / "ckpt" / CheckpointResolver.cached_name(url)).write_bytes(b"altered in the cache")
+    assert resolve(url, owner="pose.model.path", sha256=pin).origin == "download"  # fetched again
+    other = "0" * 64
+    with pytest.raises(ChecksumMismatch) as err:  # the server's file is not the pinned one
+        CheckpointResolver(tmp_path / "elsewhere").resolve(url, owner="pose.model.path", sha256=other,
+                                                           pinned_by="pose.model.sha256")
+    assert "\n" not in str(err.value) and "pose.model.sha256" in str(err.value) and "pose.model.path=" in str(err.value)
+    kept = [p for p in (tmp_path / "elsewhere").rglob("official_model.tflite*") if ".locks" not in p.parts]
+    assert not kept  # nothing half-trusted is kept
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "official_model.tflite").write_bytes(b"a mirrored copy that is not it")
+    with pytest.raises(ChecksumMismatch, match="pose.model.sha256"):
+        CheckpointResolver(tmp_path / "third", mirror=mirror).resolve(url, owner="pose.model.path", sha256=pin,
+                                                                      pinned_by="pose.model.sha256")
+    local = tmp_path / "mine.tflite"  # a file given by path is the user's own: no pin applies
+    local.write_bytes(b"my own model")
+    assert resolve(str(local), owner="pose.model.path", sha256=pin).origin == "local"

@@ -314,7 +314,7 @@ def test_shortcuts_pick_what_mmposeinferencer_picks(shortcut):
 
 def test_default_models_of_the_recipes():
     expect = {"body_rtmpose": ("rtmdet_m_person", "rtmpose_m"), "body_rtmo": (None, "rtmo_l"),
-              "hand_rtmpose": ("rtmdet_nano_hand", "rtmpose_m_hand"),
+              "hand_rtmpose": ("rtmdet_nano_hand", "rtmpose_m_hand"), "hand_mediapipe": ("mediapipe_palm", "mediapipe_hand"),
               "hand3d_internet": ("whole_image", "internet_res50"), "face_rtmpose": ("whole_image", "rtmpose_m_face"),
               "wholebody_rtmw": ("rtmdet_m_person", "rtmw_l"), "wholebody_dwpose": ("rtmdet_m_person", "dwpose_l")}
     for recipe, (det, pose) in expect.items():
@@ -329,7 +329,8 @@ def test_models_list_prints_the_registry():
     from conftest import ROOT
     done = subprocess.run([sys.executable, "-m", "runner.models", "list"], cwd=ROOT,
                           capture_output=True, text=True, check=True)
-    for name in ("rtmo_l", "rtmw_x", "internet_res50", "rtmdet_nano_hand", "dwpose_l"):
+    for name in ("rtmo_l", "rtmw_x", "internet_res50", "rtmdet_nano_hand", "dwpose_l", "blazepose_full",
+                 "mediapipe_hand", "mediapipe_palm"):
         assert name in done.stdout
     assert "wholebody" in done.stdout and "hand3d" in done.stdout and "384x288" in done.stdout
 

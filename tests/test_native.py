@@ -132,7 +132,7 @@ def test_flip_test_is_a_choice_in_the_key_and_off_runs_one_pass_a_crop(pose_t, t
 
 
 @pytest.mark.parametrize("role,path,more,said", [
-    ("pose", "text", [], "is not an ONNX model onnxruntime can load"),
+    ("pose", "text", [], "is not a model file onnxruntime can load"),
     ("pose", RTMDET_NANO, [], "a SimCC pose export has two, simcc_x"),
     ("detect", "export", [], "an MMDeploy end2end detector gives dets [B, N, 5] and labels [B, N]"),
     ("pose", "export", ["pose.model.num_keypoints=133"], "predicts 17 keypoints, but pose.model.num_keypoints=133"),

@@ -44,8 +44,9 @@ class Network:
             raise
         except Exception as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            raise RunnerError(f"{owner}: {self.path} is not an ONNX model {backend} can load ({lines[-1][:200] if lines else type(err).__name__}): "
-                              "pass an .onnx file (an MMDeploy end2end export, or the runner's own)") from None
+            raise RunnerError(f"{owner}: {self.path} is not a model file {backend} can load ({lines[-1][:200] if lines else type(err).__name__}): "
+                              "pass an .onnx file (an MMDeploy end2end export, or the runner's own; MediaPipe's "
+                              "models: their .onnx or, on OpenVINO, .tflite)") from None
 
     def _ort(self, threads: int) -> None:
         import onnxruntime as ort
@@ -84,10 +85,17 @@ class Network:
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         return self._run(np.ascontiguousarray(batch, dtype=np.float32))
 
+    @property
+    def channels_last(self) -> bool:
+        """Whether the image input is NHWC (MediaPipe's, TensorFlow's) rather than NCHW (PyTorch's)."""
+        shape = self.inputs[0].shape
+        return len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3)
+
     def fixed_input_size(self) -> tuple[int, int] | None:
         """(w, h) when the file fixes its input's height and width, else None."""
         shape = self.inputs[0].shape
-        h, w = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
+        h, w = ((shape[1], shape[2]) if self.channels_last else (shape[2], shape[3])) if len(shape) == 4 \
+            else (None, None)
         return (w, h) if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0 else None
 
     def fixed_batch(self) -> int | None:

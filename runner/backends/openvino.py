@@ -67,15 +67,23 @@ def capabilities() -> list[str]:
 
 
 # -- int8 ---------------------------------------------------------------------
-def quantized(onnx: Path, calibration: "Calibration", sha256: str | None = None, folder: Path | None = None) -> Path:
-    """The int8 IR of `onnx` for `calibration`, quantized once and verified before
-    use. The runner's own export is named by its record and quantized beside it;
-    a user's model file by its `sha256`, into `folder` (backend.dir), never beside it."""
+def quantized(onnx: Path, calibration: "Calibration", folder: Path | None = None) -> Path:
+    """The int8 IR of `onnx` (the runner's export, or a user's network file) for
+    `calibration`, quantized once into `folder` (default: beside it) and verified before use."""
     from runner.versions import versions
-    key = {"export": sha256 or record(onnx)["sha256"], "images": calibration.digest,
-           "libs": versions("nncf", "openvino")}
+    key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino")}
     path = (folder or onnx.parent) / f"{onnx.stem}.int8-{digest(key)[:16]}.xml"
     return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration))
+
+
+def source(network: Path) -> tuple[str, list | None]:
+    """(sha256, output structure) of a network file: the runner's export's record
+    says both; a user's file (an ONNX or TFLite model) is its own content."""
+    try:
+        rec = record(network)
+        return rec["sha256"], rec["structure"]
+    except (OSError, ValueError, KeyError):
+        return sha256_file(network), None
 
 
 def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
@@ -94,9 +102,7 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
         for name in (path.name, path.with_suffix(".bin").name):
             files[name] = sha256_file(scratch / name)
             os.replace(scratch / name, path.parent / name)
-        own = onnx.with_suffix(".json")
-        structure = record(onnx).get("structure") if own.is_file() and path.parent == onnx.parent else None
-        atomic.write_json(path.with_suffix(".json"), {"structure": structure, "files": files})
+        atomic.write_json(path.with_suffix(".json"), {"structure": source(onnx)[1], "files": files})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -20,13 +20,14 @@ class Row:
     runtime: tuple[str, ...]       # libraries whose version changes its numbers
     onnx_files: bool               # runs an ONNX file (an export, or a user's model file)
     cpu_needs: tuple[tuple[str, str], ...] = ()  # (precision, the CPU capability it runs on natively)
+    tflite_files: bool = False     # reads a TFLite file (MediaPipe's models) as it is
 
 
 TABLE: dict[str, Row] = {
     "pytorch": Row(("cpu", "cuda"), ("f32", "bf16", "f16"), (), False),              # f16 / bf16: torch.autocast
     "onnxruntime": Row(("cpu",), ("f32",), ("onnxruntime",), True),                  # the CPU provider
     "openvino": Row(("cpu",), ("f32", "bf16", "f16", "int8"), ("openvino",), True,   # int8 by NNCF
-                    (("bf16", "BF16"), ("f16", "FP16"))),                             # never emulated: refused
+                    (("bf16", "BF16"), ("f16", "FP16")), True),                       # never emulated: refused
 }
 BACKENDS = tuple(TABLE)
 PRECISIONS = ("f32", "bf16", "f16", "int8")
@@ -104,12 +105,17 @@ class Backend:
                    described.get("calibration"), described.get("calibrated"))
 
 
-def check(name: str, precision: str, device: str, onnx_files: bool = False) -> None:
-    """One line when the table says no (or this machine cannot)."""
+def check(name: str, precision: str, device: str, onnx_files: bool = False, tflite_files: str | None = None) -> None:
+    """One line when the table says no (or this machine cannot). `tflite_files`:
+    the key of a model file in TFLite format, if the run has one."""
     row = TABLE[name]
     if onnx_files and not row.onnx_files:
         raise RunnerError(f"backend={name} does not run ONNX model files (detect/model=onnx, pose/model=onnx): "
                           "use backend=onnxruntime or backend=openvino")
+    if tflite_files and not row.tflite_files:
+        readers = " or ".join(f"backend={b}" for b, r in TABLE.items() if r.tflite_files)
+        raise RunnerError(f"backend={name} does not read TFLite files ({tflite_files}): use {readers} (or "
+                          "backend=auto), or pass the model's .onnx file")
     if precision not in row.precisions:
         if precision == "int8":
             raise RunnerError("backend.precision=int8 is OpenVINO's (NNCF): use backend=openvino")
@@ -144,14 +150,18 @@ def machine_precisions(name: str) -> list[str]:
     return [p for p in TABLE[name].precisions if p not in needs or needs[p] in found]
 
 
-def choose_backend(backend_cfg, device: str, onnx_files: bool = False) -> Backend:
+def choose_backend(backend_cfg, device: str, onnx_files: bool = False, tflite_files: str | None = None) -> Backend:
     """The backend of a run (backend.name, backend.precision); `onnx_files`: some
-    model of the run is an ONNX file, which only the ONNX runtimes run."""
+    model of the run is a network file, which only the ONNX runtimes run;
+    `tflite_files`: the key of one in TFLite format, which only OpenVINO reads."""
     name, precision = str(backend_cfg.name), str(backend_cfg.get("precision", "f32"))
     if precision not in PRECISIONS:
         raise RunnerError(f"backend.precision={precision} is unknown: use " + ", ".join(PRECISIONS))
     if name == "auto":
         name, why = AUTO[(device.split(":")[0], precision)]
+        if tflite_files and not TABLE[name].tflite_files:
+            name = next(b for b, row in TABLE.items() if row.tflite_files and precision in row.precisions)
+            why = f"a TFLite model file ({tflite_files}), which {name} reads as it is"
         if onnx_files and not TABLE[name].onnx_files:
             raise RunnerError("backend=auto chose PyTorch for this GPU, which does not run ONNX model files: pass "
                               "device=cpu (ONNX Runtime or OpenVINO)")
@@ -161,7 +171,7 @@ def choose_backend(backend_cfg, device: str, onnx_files: bool = False) -> Backen
     else:
         raise RunnerError(f"backend {name!r} is unknown: use backend=auto, "
                           + ", ".join(f"backend={b}" for b in BACKENDS))
-    check(name, precision, device, onnx_files)
+    check(name, precision, device, onnx_files, tflite_files)
     calibration = calibrated = None
     if precision == "int8":
         from runner.backends.openvino import calibration_digest

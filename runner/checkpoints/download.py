@@ -3,7 +3,9 @@ verified file in the checkpoint cache.
 
 OpenMMLab publishes checkpoints under names that end in the first hex digits
 of their sha256 (`...-e48f03d0_20230504.pth`, `...-235e8209.pth`); every file
-with such a name is checked against it. Downloads go to a `.part` file that is
+with such a name is checked against it. A model entry may pin the whole sha256
+of its official file (`sha256:`, MediaPipe's models): a file fetched for its URL
+(downloaded, mirrored or cached) is checked against it too. Downloads go to a `.part` file that is
 resumed (HTTP Range) after an interruption and renamed into place only once
 verified, under a lock, so parallel runs fetch each file once.
 """
@@ -84,22 +86,25 @@ class CheckpointResolver:
             raise RunnerError(f"download.mirror={mirror} is not a folder: pass a folder that "
                               "holds checkpoints under their official file names")
 
-    def resolve(self, spec: str, owner: str, fetch: bool = True) -> Checkpoint | None:
+    def resolve(self, spec: str, owner: str, fetch: bool = True, sha256: str | None = None,
+                pinned_by: str = "the model entry's sha256") -> Checkpoint | None:
         """`owner` names the config key to set instead (e.g. `pose.model.checkpoint`) in messages.
-        With fetch=False (dry runs) nothing is downloaded; None when not at hand."""
+        With fetch=False (dry runs) nothing is downloaded; None when not at hand. `sha256`:
+        the whole hash a file fetched for a URL must have (`pinned_by` names its key)."""
         if not is_url(spec):
             return self._local(spec, owner)
+        pin = Pin(sha256.lower(), pinned_by, owner) if sha256 else None
         name = file_name_of(spec)
         cached = self.cache_dir / self.cached_name(spec)
         if cached.is_file():
             try:
-                return Checkpoint(cached, self._verified(cached), "cache")
+                return Checkpoint(cached, self._verified(cached, pin), "cache")
             except ChecksumMismatch as err:
                 log.warning("%s; fetching it again", err)
                 cached.unlink()
         if self.mirror is not None and (self.mirror / name).is_file():
             source = self.mirror / name
-            digest = self._verified(source)
+            digest = self._verified(source, pin)
             with atomic.atomic_path(cached) as tmp:
                 shutil.copyfile(source, tmp)
             return Checkpoint(cached, digest, "mirror")
@@ -111,9 +116,9 @@ class CheckpointResolver:
         with atomic.locked(self.cache_dir / ".locks" / f"{cached.relative_to(self.cache_dir)}.lock",
                            f"downloading {name}"):
             if cached.is_file():  # another process fetched it while we waited
-                return Checkpoint(cached, self._verified(cached), "cache")
-            self._download(spec, cached, owner)
-            return Checkpoint(cached, self._verified(cached), "download")
+                return Checkpoint(cached, self._verified(cached, pin), "cache")
+            self._download(spec, cached, owner, pin)
+            return Checkpoint(cached, self._verified(cached, pin), "download")
 
     @staticmethod
     def cached_name(url: str) -> str:
@@ -153,16 +158,19 @@ class CheckpointResolver:
             found.append((name, self.hasher.sha256(part)))
         return tuple(found)
 
-    def _verified(self, path: Path) -> str:
+    def _verified(self, path: Path, pin: "Pin | None" = None) -> str:
         digest = self.hasher.sha256(path)
         prefix = expected_hash_prefix(path.name)
         if prefix is not None and not digest.startswith(prefix):
             raise ChecksumMismatch(
                 f"checkpoint {path} is corrupt: its sha256 starts with {digest[:8]}, but its "
                 f"name says {prefix}; delete it and re-run to fetch it again")
+        if pin is not None and digest != pin.sha256:
+            raise ChecksumMismatch(f"{path} has sha256 {digest[:12]}..., not {pin.sha256[:12]}... as {pin.key} pins: "
+                                   f"{pin.fix}")
         return digest
 
-    def _download(self, url: str, dest: Path, owner: str) -> None:
+    def _download(self, url: str, dest: Path, owner: str, pin: "Pin | None" = None) -> None:
         """Fetch `url` into `dest` through a `.part` file that a later attempt
         resumes (HTTP Range); `dest` appears only once the file is verified."""
         with atomic.resumable_path(dest) as part:
@@ -198,7 +206,24 @@ class CheckpointResolver:
                     f"downloaded {url} but its sha256 starts with {found[:8]}, not {prefix} as its "
                     "name says: the server sent a different file; re-run to try again, or use "
                     "download.mirror=FOLDER with a verified copy")
+            if pin is not None and found != pin.sha256:
+                part.unlink()
+                raise ChecksumMismatch(f"downloaded {url} but its sha256 is {found[:12]}..., not {pin.sha256[:12]}... "
+                                       f"as {pin.key} pins: the server sent a different file; {pin.fix}")
         log.info("downloaded %s", dest)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The whole sha256 a model entry pins for the file of its URL."""
+    sha256: str
+    key: str     # the config key that pins it (pose.model.sha256)
+    owner: str   # the config key that names the file (pose.model.path)
+
+    @property
+    def fix(self) -> str:
+        return (f"use the official file (download.mirror=FOLDER with a verified copy), or another file with "
+                f"{self.owner}=PATH_OR_URL and {self.key}=ITS_SHA256 (or null)")
 
 
 def _unreachable(url: str, reason, dest: Path, owner: str) -> RunnerError:

@@ -38,7 +38,9 @@ def fetch(names: list[str], mirror: str | None) -> None:
         if not entry.get("checkpoint"):
             continue
         group = "pose" if name in registry.names("pose") else "detect"
-        found = resolver.resolve(str(entry.checkpoint), owner=f"{group}.model.checkpoint")
+        key = f"{group}.model.{'path' if entry.get('path') else 'checkpoint'}"
+        found = resolver.resolve(str(entry.checkpoint), owner=key, sha256=entry.get("sha256"),
+                                 pinned_by=f"{group}.model.sha256")
         print(f"{name}: {found.path} ({found.origin}, sha256 {found.sha256[:12]})")
 
 

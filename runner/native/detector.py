@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.native import COMPUTES_WITH
 from runner.models.mmdet_detector import Detector
 from runner.native.decode import rtmdet_boxes
 from runner.native.describe import DetectorModel
@@ -14,9 +15,7 @@ from runner.native.preprocess import letterbox, normalize
 
 
 class NativeDetector(Detector):
-    # Beyond its imports: the runtimes' sessions and hints, input decoding, what goes into its keys.
-    computes_with = ("runner.backends.network", "runner.backends.openvino", "runner.inputs", "runner.engines",
-                     "runner.stages.model", "runner.stages.reads")
+    computes_with = COMPUTES_WITH
     code_version = 1  # bump when what this engine computes changes
 
     def __init__(self, network, model: DetectorModel, order: list):

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.native import COMPUTES_WITH
 from runner.models.topdown import Topdown
 from runner.native.decode import merge_flipped, simcc_keypoints
 from runner.native.describe import TopdownModel
@@ -23,9 +24,7 @@ AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crops")  # OpenCV 
 
 
 class NativeTopdown(Topdown):
-    # Beyond its imports: the runtimes' sessions and hints, input decoding, what goes into its keys.
-    computes_with = ("runner.backends.network", "runner.backends.openvino", "runner.inputs", "runner.engines",
-                     "runner.stages.model", "runner.stages.reads")
+    computes_with = COMPUTES_WITH
     code_version = 1  # bump when what this engine computes changes
 
     def __init__(self, network, model: TopdownModel, keypoints, flip_test: bool):

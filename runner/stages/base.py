@@ -30,6 +30,7 @@ class Record:
     item: Item
     boxes: np.ndarray | None = None                   # kept boxes (M, 4) xyxy
     box_scores: np.ndarray | None = None              # (M,)
+    box_angles: np.ndarray | None = None              # (M,) radians: the boxes are bounds of rotated regions (palms)
     poses: list[dict | None] | None = None            # one per box; None where not known yet
     overlay: bytes | None = None                      # encoded overlay image
     track_ids: list[int] | None = None                # one per box, within its video (track step)

@@ -24,6 +24,9 @@ class ModelStage(CachedStage):
         self.entry = self.cfg.model
         self.batch_size = int(self.cfg.batch_size)
         self.engine = engine_for(self.ctx, self.name, self.row)
+        checked = getattr(self.engine.estimator_cls, "check_config", None)
+        if checked is not None:  # values only this family refuses, before any image is read
+            checked(self.ctx.cfg)
         if self.row.onnx_file and self.ctx.checkpoint(self.name) is not None:
             self.ctx.learned[self.name] = self.estimator.facts()  # checked before any image is read
 
@@ -39,9 +42,13 @@ class ModelStage(CachedStage):
         return record.box_source == "pending" if self.row.makes_boxes else not self.accepts(record)
 
     def units(self, records: list[Record]) -> list[Unit]:
+        """Per image, or per box; a box's rotation too where the record has one
+        and the estimator takes it (MediaPipe's hand model on a palm's region)."""
         if self.row.unit == "image":
             return [Unit(r, r.item.content_key) for r in records]
-        return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32)), slot=i)
+        rotated = getattr(self.engine.estimator_cls, "takes_angles", False)
+        return [Unit(r, (r.item.content_key, np.ascontiguousarray(box, dtype=np.float32),
+                         *((float(r.box_angles[i]),) if rotated and r.box_angles is not None else ())), slot=i)
                 for r in records for i, box in enumerate(r.boxes)]
 
     def reads(self):
@@ -61,7 +68,7 @@ class ModelStage(CachedStage):
     def compute(self, units: list[Unit]) -> list[dict[str, np.ndarray]]:
         if self.row.unit == "image":
             return self.estimator.predict([u.record.item.image() for u in units])
-        return self.estimator.predict([(u.record.item.image(), u.input[1]) for u in units])
+        return self.estimator.predict([(u.record.item.image(), *u.input[1:]) for u in units])
 
     def invalid(self, result) -> str | None:
         """A model output with NaN or infinity (weights or a description that do not
