@@ -416,7 +416,8 @@ def test_a_record_beside_a_model_file_is_trusted_only_when_it_names_the_files_sh
     record = setup.pose_file.with_suffix(".json")
     ours = json.loads(record.read_text())
     record.write_text(json.dumps({**ours, "sha256": "0" * 64}))  # another file's record
-    result = setup.run([f"backend.dir={warm['exports']}", "pose.model.input_size=[192,256]"], "other-record")
+    result = setup.run([f"backend.dir={warm['exports']}", "pose.model.input_size=[192,256]", "pose.model.num_keypoints=17"],
+                       "other-record")
     reads = result.manifest["stages"]["pose"]["reads"]
     assert "export record" not in reads["files"]
     assert reads["params"]["flip_test"] is False  # a bare SimCC file: rtmlib's protocol, no flip test

@@ -258,3 +258,16 @@ def _shape(name: str) -> tuple:
 
 def _no_nan(text: str):
     raise AssertionError(f"{text} in a JSON file")
+
+
+@pytest.mark.parametrize("entry,size", [("onnx", (320, 320)), ("onnx_yolox", (640, 640))])
+def test_a_detector_file_of_no_fixed_size_falls_back_to_its_entrys_size(entry, size, tmp_path):
+    """A dynamic-size end2end file with no pipeline.json: the entry's own
+    fallback_input_size (YOLOX's 640, as its YAML says; RTMDet-nano's 320)."""
+    import yaml
+    from omegaconf import OmegaConf
+    from runner.native.describe import onnx_detector
+    from runner.paths import CONF_DIR
+    keys = OmegaConf.create(yaml.safe_load((CONF_DIR / "detect" / "model" / f"{entry}.yaml").read_text()))
+    assert onnx_detector(keys, tmp_path / "end2end.onnx", None).input_size == size
+    assert onnx_detector(keys, tmp_path / "end2end.onnx", (416, 416)).input_size == (416, 416)  # the file's own
