@@ -69,8 +69,12 @@ def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS MB of the process and its children) of one run."""
     import psutil
     start = time.perf_counter()
+    # Both sides as a user runs them: Python keeps bytecode (an environment that says
+    # PYTHONDONTWRITEBYTECODE would recompile the runner's own modules on every run, while
+    # rtmlib's were compiled by pip at install)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
+                               env={**environ, **(env or {})})
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:

@@ -177,24 +177,27 @@ def _compose(overrides: list[str]) -> tuple[DictConfig, str]:
         raise NotSimple("a group conf/config.yaml does not list")
     recipe = picked.get("recipe") or dict(e for e in order if isinstance(e, tuple)).get("recipe")
     recipe_parts = _recipe_tree(recipe, picked)
-    cfg = OmegaConf.structured(schema.Config)
+    parts: list[dict] = []  # merged in order, as plain data, then onto the schema at once
     for entry in order:
         if entry == "schema":
             continue
         if entry == "_self_":
-            cfg = OmegaConf.merge(cfg, root)
+            parts.append(root)
             continue
         group, default = entry
         option = picked.get(group, default)
         if group == "recipe":
-            for content, package in recipe_parts:
-                cfg = OmegaConf.merge(cfg, _at(package, content))
+            parts += [_at(package, content) for content, package in recipe_parts]
             continue
         content, _, package = _load(_option_file(group, option))
         if group == "hydra":
             run_dir = run_dir or content["run"]["dir"]
             continue
-        cfg = OmegaConf.merge(cfg, _at(package or group.replace("/", "."), content))
+        parts.append(_at(package or group.replace("/", "."), content))
+    merged: dict = {}
+    for part in parts:
+        _merge_into(merged, part)
+    cfg = OmegaConf.merge(OmegaConf.structured(schema.Config), merged)
     OmegaConf.set_struct(cfg, True)
     for key, given, adds in values:
         if _has(cfg, key) == adds:  # Hydra refuses to add a key that is there, or to set one that is not
@@ -205,6 +208,22 @@ def _compose(overrides: list[str]) -> tuple[DictConfig, str]:
         else:
             OmegaConf.update(cfg, key, given, merge=True)
     return cfg, run_dir
+
+
+def _merge_into(into: dict, part: dict) -> None:
+    """OmegaConf.merge's rule on plain data: mappings merge key by key, anything
+    else (a value, a list, a null) replaces what was there."""
+    for key, value in part.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge_into(into[key], value)
+        else:
+            into[key] = _copied(value)
+
+
+def _copied(value):
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return [_copied(v) for v in value] if isinstance(value, list) else value
 
 
 def _has(cfg: DictConfig, key: str) -> bool:

@@ -134,3 +134,16 @@ def test_lock_is_complete():
 def test_second_setup_does_nothing():
     done = subprocess.run(["scripts/setup.sh"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "nothing to do" in done.stdout
+
+
+def test_versions_read_off_the_dist_info_folders_are_importlib_metadatas():
+    """runner.versions reads every installed version in one listing; it must say what
+    importlib.metadata says, for every package of the lock (keys and manifests hold them)."""
+    from importlib import metadata
+    from runner import versions
+    locked = [line.split("==")[0] for line in (ROOT / "requirements.lock").read_text().splitlines()
+              if "==" in line and not line.startswith("#")]
+    assert len(locked) > 50
+    for name in [*locked, "pose-runner", "cv2"]:
+        distribution = versions._DISTRIBUTIONS.get(name, name)
+        assert versions.version(name) == metadata.version(distribution), name
