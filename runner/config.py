@@ -130,6 +130,9 @@ def check_values(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "input"):
         raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
                           "or input=webcam")
+    from runner.objects import refuse_unsupported
+    for key in ("cache.dir", "input"):
+        refuse_unsupported(key, OmegaConf.select(cfg, key))
     for key, rule in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=True)
@@ -217,7 +220,7 @@ class ComposeMemo:
         from runner.hashing import digest, sha256_bytes
         from runner.versions import versions
         given = next((a.split("=", 1)[1].strip("'\"") for a in self.args if a.startswith("cache.dir=")), None)
-        root = Path(given or OmegaConf.create({"dir": schema.Cache().dir}).dir)  # the schema's default, resolved
+        root = schema.local_cache_dir(given or OmegaConf.create({"dir": schema.Cache().dir}).dir)  # resolved default
         conf = [(str(p.relative_to(CONF_DIR)), sha256_bytes(p.read_bytes())) for p in config_files()]
         key = digest([self.args, conf, versions("hydra-core", "omegaconf", "pose-runner")])
         return root.expanduser() / "compose" / f"{key[:32]}.yaml"

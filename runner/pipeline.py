@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from runner import atomic, console, signals
+from runner import atomic, console, objects, signals
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver
 from runner.config import check_values
@@ -23,6 +23,7 @@ from runner.hashing import FileHasher
 from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
 from runner.backends import files
 from runner.backends.table import Backend, choose_backend, resolve_device
+from runner.schema import local_cache_dir
 from runner.outputs import RunFolder, check_run_folder, claim_run_folder
 from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
@@ -60,13 +61,10 @@ class RunContext:
         self.outputs = RunFolder(out_dir) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
-        cache_dir = Path(str(cfg.cache.dir)).expanduser()
-        if cache_dir.exists() and not cache_dir.is_dir():
-            raise RunnerError(f"cache.dir={cache_dir} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
         atomic.set_lock_kind(str(cfg.cache.lock))
         atomic.CreateLock.STALE_S = float(cfg.cache.lock_stale_s)
-        self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
-        self.hasher = FileHasher(cache_dir / "memo")
+        self.store = open_store(str(cfg.cache.dir), float(cfg.cache.lock_timeout_s))
+        self.hasher = FileHasher(local_cache_dir(str(cfg.cache.dir)) / "memo")
         files.set_hasher(self.hasher)  # exports are checked through the same stat memo
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
@@ -118,6 +116,17 @@ class RunContext:
                 (entry.checkpoint, f"{role}.model.checkpoint")
             self.checkpoints[role] = self.resolver.resolve(str(spec), owner=owner, fetch=not self.dry_run)
         return self.checkpoints[role]
+
+
+def open_store(cache_dir: str, lock_timeout_s: float) -> Store:
+    """The stage cache: <cache.dir>/stages, a folder or a bucket prefix."""
+    if objects.is_url(cache_dir):
+        from runner.cache.remote import ObjectStore
+        return ObjectStore(f"{cache_dir.rstrip('/')}/stages", lock_timeout_s)
+    folder = Path(cache_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise RunnerError(f"cache.dir={folder} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
+    return Store(folder / "stages", lock_timeout_s)
 
 
 def steps(cfg: DictConfig) -> list[str]:
