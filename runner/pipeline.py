@@ -3,6 +3,7 @@ them in chunks, and write the run folder (overlays, predictions, manifest)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
+from runner.jobs import publish
 from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
 from runner.backends import files
 from runner.backends.table import Backend, choose_backend, resolve_device
@@ -30,6 +32,8 @@ from runner.stages.base import Record, Stage
 from runner.stages.export import keypoint_parts, record_dict
 from runner.tracking import DetectEvery
 from runner.versions import STACK, versions
+
+log = logging.getLogger(__name__)
 
 CHUNK_ITEMS = 16  # items that go through all steps together (bounded memory)
 
@@ -164,10 +168,13 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
     if dry and folder is not None and check_run_folder(folder) is not None:
         write_to = None  # a dry run never touches a run's files
     status, error = "interrupted", None
+    shared = not dry and int(cfg.shard.count) > 1 and objects.is_url(str(cfg.cache.dir))
     try:
         if folder is not None and not dry:
             run.previous = claim_run_folder(folder)
             atomic.write_json(folder / "manifest.json", run.manifest("running", None), indent=2)
+        if shared:  # a shard whose cache is a bucket: its merge reads its manifest there
+            publish(cfg, run.manifest("running", None), folder)
         run.go()
         status = "failed" if run.failed else "ok"
     except RunnerError as err:
@@ -184,6 +191,11 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
         if write_to is not None:
             write_to.mkdir(parents=True, exist_ok=True)
             atomic.write_json(write_to / "manifest.json", manifest, indent=2)
+        if shared:
+            try:
+                publish(cfg, manifest, folder)
+            except objects.StorageError as err:  # the run's own error (the same store, most likely) says more
+                log.warning("%s", err)
     return RunResult(run.records, manifest, write_to, run.failed)
 
 
@@ -293,7 +305,7 @@ class Run:
             "recipe": str(cfg.recipe.name),
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": sys.argv,
+            "command": redacted(sys.argv),
             "config": resolved(cfg),
             "versions": {**versions(*STACK), "python": platform.python_version()},
             "device": ctx.device if ctx else (self.environment or {}).get("device"),
@@ -301,7 +313,7 @@ class Run:
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},
-            "input": {**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]}
+            "input": redacted({**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]})
             if source else None,
             "stages": {s.name: s.stats.as_dict() for s in self.stages},
             "failed": self.failed,
@@ -316,9 +328,22 @@ class Run:
 def resolved(cfg: DictConfig) -> dict:
     """The config as plain data, interpolations resolved (where a value is missing, as written)."""
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # a missing mandatory value: the run's error says which
-        return OmegaConf.to_container(cfg, resolve=False)
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    return redacted(plain)
+
+
+def redacted(value):
+    """Plain data with every URL's user:password@ hidden (the config's checks refuse
+    them in s3:// URLs; a stream's URL may carry them, and a manifest never does)."""
+    if isinstance(value, str):
+        return objects.redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 def summary(result: RunResult, dry_run: bool) -> str:
