@@ -66,12 +66,12 @@ def default_dirs() -> tuple[str | Path, Path]:
     return cache_root(str(cfg.cache.dir)), Path(str(cfg.backend.dir)).expanduser()
 
 
-def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
+def exports(folder: Path | None) -> list[tuple[list[Path], float, int]]:
     """Each derived network as (its files, last use, bytes): an ONNX export (.onnx
     + .json), an int8 OpenVINO IR (.xml + .bin + .json). A use touches the
     record (.json), never the network file (its stat memo stays valid)."""
     out = []
-    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder.is_dir() else []
+    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder and folder.is_dir() else []
     for main in made:
         files = [p for p in (main, main.with_suffix(".bin"), main.with_suffix(".json")) if p.exists()]
         try:
@@ -91,7 +91,7 @@ def open_store(root: str | Path):
     return Store(Path(root) / "stages")
 
 
-def info(root: str | Path, onnx_dir: Path) -> str:
+def info(root: str | Path, onnx_dir: Path | None) -> str:
     store = open_store(root)
     groups: dict = defaultdict(lambda: [0, 0])
     entries = list(store.entries())
@@ -106,11 +106,11 @@ def info(root: str | Path, onnx_dir: Path) -> str:
     rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
     total = sum(s for _, s in groups.values()) + sum(size for _, _, size in made) + \
         sum(p.stat().st_size for p in checkpoints)
-    return f"cache: {root} (exports: {onnx_dir})\n" + table(["stage", "model", "entries", "size"], rows) + \
-        f"\ntotal: {human(total)}"
+    where = f"cache: {root}" + (f" (exports: {onnx_dir})" if onnx_dir else "")
+    return where + "\n" + table(["stage", "model", "entries", "size"], rows) + f"\ntotal: {human(total)}"
 
 
-def gc(root: str | Path, onnx_dir: Path, max_size: int | None, older_than: float | None) -> tuple[int, int]:
+def gc(root: str | Path, onnx_dir: Path | None, max_size: int | None, older_than: float | None) -> tuple[int, int]:
     """Remove entries and exports unused for `older_than` seconds, then the
     least recently used ones until they fit in `max_size` bytes (checkpoints
     are not counted). Returns (removed, bytes)."""
@@ -136,11 +136,12 @@ def gc(root: str | Path, onnx_dir: Path, max_size: int | None, older_than: float
     return len(doomed), freed
 
 
-def clear(root: str | Path, onnx_dir: Path, checkpoints: bool) -> None:
+def clear(root: str | Path, onnx_dir: Path | None, checkpoints: bool) -> None:
     if isinstance(root, str):  # a bucket prefix: its entries (exports and checkpoints are on this machine)
         store = open_store(root)
         store.remove(list(store.entries()))
-        folders = [onnx_dir, *([local_cache_dir(None) / "checkpoints"] if checkpoints else [])]
+        folders = [onnx_dir] if onnx_dir else []
+        folders += [local_cache_dir(None) / "checkpoints"] if checkpoints else []
     else:
         folders = [root / "stages", root / "memo", onnx_dir, *([root / "checkpoints"] if checkpoints else [])]
     for folder in folders:
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
     try:
         if args.dir:
             root = cache_root(args.dir)
-            onnx_dir = (local_cache_dir(None) if isinstance(root, str) else root) / "onnx"
+            onnx_dir = None if isinstance(root, str) else root / "onnx"  # a bucket's: only its entries
         else:
             root, onnx_dir = default_dirs()
         if args.command == "info":
