@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import COCO, ROOT
-from faults.cases import cli, one_line, small_models  # noqa: F401  (small_models is a fixture)
+from faults.cases import cli, one_line
 
 SECRET = "pose-runner-test-" + secrets.token_hex(8)  # must never appear in what the runner writes or says
 SDK_REQUEST = "HTTP_AMZ_SDK_REQUEST"  # botocore's attempt counter, "attempt=1; max=5"
@@ -65,12 +65,18 @@ def s3():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def machine(tmp_path_factory) -> Path:
+    """This machine's local folder (checkpoints, exports), shared by the session's runs."""
+    return tmp_path_factory.mktemp("machine")
+
+
 @pytest.fixture
-def env(s3, tmp_path):
-    """The runs' environment: the endpoint, test credentials, this "machine's" local folder."""
+def env(s3, machine):
+    """The runs' environment: the endpoint, test credentials, this machine's local folder."""
     return {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "pose-runner-test",
             "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "2",
-            "AWS_EC2_METADATA_DISABLED": "true", "POSE_RUNNER_CACHE": str(tmp_path / "machine")}
+            "AWS_EC2_METADATA_DISABLED": "true", "POSE_RUNNER_CACHE": str(machine)}
 
 
 @pytest.fixture
@@ -90,17 +96,21 @@ def bucket(client) -> str:
     return name
 
 
-@pytest.fixture
-def body(small_models):
-    return ["recipe=body_rtmpose", *small_models]
+@pytest.fixture(scope="session")
+def body(make_checkpoint):
+    """RTMDet-nano + RTMPose-t from local files."""
+    det, pose = make_checkpoint("rtmdet_nano_person")[0], make_checkpoint("rtmpose_t")[0]
+    return ["recipe=body_rtmpose", "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
+            f"+download.checkpoints.rtmdet_nano_person={det}", f"+download.checkpoints.rtmpose_t={pose}"]
 
 
-@pytest.fixture
-def local_run(body, tmp_path):
+@pytest.fixture(scope="session")
+def local_run(body, tmp_path_factory):
     """One run with everything in local folders: what every bucket run must equal."""
-    done = cli(f"input={COCO}", *body, f"cache.dir={tmp_path / 'local-cache'}", f"hydra.run.dir={tmp_path / 'local'}")
+    where = tmp_path_factory.mktemp("local")
+    done = cli(f"input={COCO}", *body, f"cache.dir={where / 'cache'}", f"hydra.run.dir={where / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
-    return tmp_path / "local"
+    return where / "run"
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
