@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 class S3Server:
-    """moto's S3 on 127.0.0.1, its buckets kept in this process while the server
+    """moto's S3 on 127.0.0.1 (its S3 app, served as its own server serves it), its buckets kept in this process while the server
     itself is stopped and started again (as a store's data outlives an outage).
     `wrap` puts a WSGI layer in front of it (a store that throttles)."""
 
@@ -46,9 +46,9 @@ class S3Server:
         self.server = None
 
     def start(self, wrap=None) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import create_backend_app
         from werkzeug.serving import make_server
-        app = DomainDispatcherApplication(create_backend_app)
+        app = create_backend_app("s3")  # S3 alone: no guessing of the service from each request
         self.server = make_server("127.0.0.1", self.port, wrap(app) if wrap else app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -42,9 +42,24 @@ class ObjectLock(atomic.CreateLock):
     def __init__(self, bucket: objects.Bucket, key: str):
         super().__init__(key)
         self.bucket = bucket
+        self.written = float("-inf")  # when this holder last wrote the lock (its own clock)
 
     def _create(self, path, content: str) -> bool:
-        return self.bucket.put(path, content.encode(), only_new=True)
+        made = self.bucket.put(path, content.encode(), only_new=True)
+        if made and path == self.path:
+            self.written = time.monotonic()
+        return made
+
+    def release(self) -> None:
+        """As CreateLock's, without reading the lock first while it is certainly
+        still ours: no waiter breaks a lease younger than STALE_S (one request
+        fewer per computed entry)."""
+        if time.monotonic() - self.written < self.STALE_S / 2:
+            with atomic.CreateLock._guard:
+                atomic.CreateLock._held.discard(self)
+            self._remove(self.path)
+        else:
+            super().release()
 
     def _read(self, path) -> str | None:
         found = self.bucket.get(path)
@@ -52,6 +67,8 @@ class ObjectLock(atomic.CreateLock):
 
     def _write(self, path, content: str) -> None:
         self.bucket.put(path, content.encode())
+        if path == self.path:
+            self.written = time.monotonic()
 
     def _remove(self, path) -> None:
         self.bucket.delete([path])
