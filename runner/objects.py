@@ -37,7 +37,12 @@ R = TypeVar("R")
 
 
 class StorageError(RunnerError):
-    """The object store could not be used (unreachable, refused, no bucket)."""
+    """The object store could not be used (unreachable, refused, no bucket).
+    `refused`: it turned these credentials away (a read-only bucket refuses writes)."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 _CREDENTIALS_IN_URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -195,7 +200,8 @@ def failure(err: Exception, bucket: str, what: str) -> StorageError:
         code, status = _code(err), _status(err)
         if code in REFUSED or status == 403:
             return StorageError(f"{where} refused the credentials ({code or status}) while {what}: check "
-                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy")
+                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy",
+                                refused=True)
         if code == "NoSuchBucket" or (status == 404 and what == "opening the bucket"):
             return StorageError(f"bucket {bucket} does not exist at {endpoint()}: create it (aws s3 mb s3://{bucket}) "
                                 "or fix the URL")

@@ -145,7 +145,7 @@ class ObjectStore(Store):
         try:
             self.bucket.put(self.path(key), entry_bytes(key, arrays, label))
         except objects.StorageError as err:
-            if "refused the credentials" not in str(err):
+            if not err.refused:
                 raise
             self._become_read_only("it refuses this job's writes")
 
