@@ -12,6 +12,8 @@ Locks come in two kinds (cache.lock; `auto` picks by filesystem):
   holds it; a waiter that sees the content unchanged for STALE_S seconds of its
   own clock (no clock skew between machines matters) takes the holder for
   dead and breaks the lock (CreateLock says how, without ever removing a live one).
+  The same protocol holds the cache's locks in a bucket, objects made by
+  conditional writes (runner/cache/remote.py: ObjectLock).
 Waiting for a lock has a timeout, so a hung holder cannot block every job forever."""
 from __future__ import annotations
 

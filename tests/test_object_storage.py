@@ -185,6 +185,21 @@ def test_a_joblib_sweep_with_no_shared_cache_folder_merges_into_the_local_run(bo
     assert sum(computed(sweep / str(i))["detect"] for i in (0, 1)) == 4
 
 
+def test_two_processes_wanting_the_same_entries_compute_each_once(body, bucket, env, local_run, tmp_path):
+    """The same run twice at once on one bucket cache: the lease locks (conditional
+    writes) give each entry to one of them; the other waits and reads it."""
+    args = [f"input=s3://{bucket}/coco/", *body, f"cache.dir=s3://{bucket}/cache", "detect.batch_size=1",
+            "pose.batch_size=1"]
+    runs = [subprocess.Popen([sys.executable, "-m", "runner", *args, f"hydra.run.dir={tmp_path / str(i)}"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+            for i in (0, 1)]
+    for run in runs:
+        assert run.wait() == 0, run.stderr.read()[-2000:]
+    both = [computed(tmp_path / str(i)) for i in (0, 1)]
+    assert sum(c["detect"] for c in both) == 4 and sum(c["pose"] for c in both) == computed(local_run)["pose"]
+    assert outputs(tmp_path / "0") == outputs(tmp_path / "1") == outputs(local_run)
+
+
 def test_an_unfinished_shard_is_named_by_the_merge(body, bucket, env, tmp_path):
     run = [f"input=s3://{bucket}/coco/", *body, f"cache.dir=s3://{bucket}/cache", "shard.count=2"]
     done = cli(*run, "shard.index=0", f"hydra.run.dir={tmp_path / 'shard0'}", env=env)
