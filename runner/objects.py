@@ -13,7 +13,6 @@ bucket, never a credential: messages are ours, and any text that comes from
 the SDK is scrubbed of the session's keys."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -109,14 +108,31 @@ def retries() -> dict:
             "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))}
 
 
-@functools.lru_cache(maxsize=1)
+_made: dict = {}
+_making = threading.Lock()
+
+
 def _client():
-    import boto3
-    from botocore.config import Config
-    session = boto3.session.Session()
-    config = Config(retries=retries(), connect_timeout=10, read_timeout=60,
-                    max_pool_connections=2 * CONCURRENCY, tcp_keepalive=True)
-    return session, session.client("s3", config=config)
+    """(session, client), made once per process (importing boto3 and making a
+    client take a second: runner/cache/remote.py starts it early)."""
+    with _making:
+        if not _made:
+            import boto3
+            from botocore.config import Config
+            session = boto3.session.Session()
+            # entries carry their own sha256 and inputs are hashed as read: no second checksum per request
+            config = Config(retries=retries(), connect_timeout=10, read_timeout=60,
+                            max_pool_connections=2 * CONCURRENCY, tcp_keepalive=True,
+                            request_checksum_calculation="when_required",
+                            response_checksum_validation="when_required")
+            _made["client"] = session, session.client("s3", config=config)
+        return _made["client"]
+
+
+def forget_client() -> None:
+    """Make the next request build a new client (from the environment as it is then)."""
+    with _making:
+        _made.clear()
 
 
 def client():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Iterator
 
@@ -86,11 +87,33 @@ class ObjectStore(Store):
 
     def __init__(self, url: str, lock_timeout_s: float = atomic.DEFAULT_LOCK_TIMEOUT_S):
         self.location = objects.Location.of(url)
-        self.bucket = objects.Bucket(self.location.bucket)
+        self._bucket = objects.Bucket(self.location.bucket)
         self.root = self.location.url()
         self.lock_timeout_s = lock_timeout_s
         self.read_only = False
-        self.bucket.check()  # no bucket, no credentials, refused, unreachable: one line before any model runs
+        # No bucket, no credentials, refused, unreachable: one line at the first
+        # use, before any model runs; checked meanwhile (the SDK takes a second
+        # to start), while the models load.
+        self._failed: objects.StorageError | None = None
+        self._checking: threading.Thread | None = threading.Thread(target=self._check, name="bucket-check",
+                                                                   daemon=True)
+        self._checking.start()
+
+    def _check(self) -> None:
+        try:
+            self._bucket.check()
+        except objects.StorageError as err:
+            self._failed = err
+
+    @property
+    def bucket(self) -> objects.Bucket:
+        """The bucket, once it is known to be usable."""
+        if self._checking is not None:
+            self._checking.join()
+            self._checking = None
+        if self._failed is not None:
+            raise self._failed
+        return self._bucket
 
     def path(self, key: EntryKey) -> str:
         return self.location.key(key.stage, key.input[:2], key.input, f"{key.digest}{SUFFIX}")
