@@ -156,6 +156,21 @@ def test_a_run_on_the_bucket_writes_the_local_runs_files_and_a_re_run_computes_n
     assert computed(tmp_path / "copy") == {"detect": 0, "pose": 0}
 
 
+def test_a_video_in_the_bucket_gives_the_local_videos_files_and_shares_its_entries(body, bucket, env, client,
+                                                                                  tmp_path):
+    video = COCO.parent / "video" / "demo.mp4"
+    client.upload_file(str(video), bucket, "clips/demo.mp4")
+    args = [*body, "max_frames=6", "track.enabled=true", f"cache.dir=s3://{bucket}/cache"]
+    local = cli(f"input={video}", *args, f"hydra.run.dir={tmp_path / 'local'}", env=env)
+    assert local.returncode == 0, local.stderr[-2000:]
+    remote = cli(f"input=s3://{bucket}/clips/demo.mp4", *args, f"hydra.run.dir={tmp_path / 'remote'}", env=env)
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    assert computed(tmp_path / "remote") == {"detect": 0, "pose": 0}  # the same frames: the local run's entries
+    assert outputs(tmp_path / "remote") == outputs(tmp_path / "local") and outputs(tmp_path / "local")
+    assert manifest(tmp_path / "remote")["input"]["items"][0]["sha256"] == \
+        manifest(tmp_path / "local")["input"]["sha256"]
+
+
 def test_two_shards_sharing_only_the_bucket_merge_into_the_local_run(body, bucket, env, local_run, tmp_path):
     """Each shard a process with its own run folder and its own local folder
     (checkpoints, exports), as on two machines; the merge on a third."""
