@@ -315,7 +315,7 @@ class read_frames:
 class BucketFiles(Source):
     """An object in a bucket, or every image and video under a prefix (as a
     folder: recursive=true walks the deeper "folders"), in name order. Images
-    are read CONCURRENTLY a few ahead (bounded memory); a video is streamed to
+    are read concurrently, a few ahead (bounded memory); a video is streamed to
     a temporary file OpenCV can open, removed once its frames are read. Items
     are keyed by content, so a local copy and the bucket share cache entries."""
     kind = "files"
