@@ -12,6 +12,8 @@ Locks come in two kinds (cache.lock; `auto` picks by filesystem):
   holds it; a waiter that sees the content unchanged for STALE_S seconds of its
   own clock (no clock skew between machines matters) takes the holder for
   dead and breaks the lock (CreateLock says how, without ever removing a live one).
+  The same protocol holds the cache's locks in a bucket, objects made by
+  conditional writes (runner/cache/remote.py: ObjectLock).
 Waiting for a lock has a timeout, so a hung holder cannot block every job forever."""
 from __future__ import annotations
 
@@ -155,41 +157,60 @@ class CreateLock:
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                self._break_if_stale()
-                if time.monotonic() >= deadline:
-                    raise Timeout(str(self.path)) from None
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())) or 0.01)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(self._content())
-            self._hold()
-            return
+        while not self._create(self.path, self._content()):
+            self._break_if_stale()
+            if time.monotonic() >= deadline:
+                raise Timeout(str(self.path))
+            time.sleep(min(self.POLL_S, max(0.0, deadline - time.monotonic())) or 0.01)
+        self._hold()
 
     def release(self) -> None:
         with CreateLock._guard:  # no heartbeat rewrites it from here on
             CreateLock._held.discard(self)
-        if _read(self.path) == self._content():  # never remove a lock that is no longer ours
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        if self._read(self.path) == self._content():  # never remove a lock that is no longer ours
+            self._remove(self.path)
 
     def _content(self) -> str:
         return f"{self.token} {self.beats}\n"
 
     def beat(self) -> None:
         """Show the holder is alive: new content (the beat count)."""
-        if _read(self.path) != self._content():
+        if self._read(self.path) != self._content():
             return  # broken by a waiter that took us for dead: do not re-create it
         self.beats += 1
-        with contextlib.suppress(OSError), open(self.path, "w") as f:
-            f.write(self._content())
+        with contextlib.suppress(OSError):
+            self._write(self.path, self._content())
 
-    def _stale(self, path: Path, after: float) -> str | None:
+    # -- where the lock lives: a file (another kind of store overrides these) --
+    POLL_S = 0.2
+
+    def _create(self, path, content: str) -> bool:
+        """Create `path` holding `content`, atomically; False when it exists."""
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        return True
+
+    def _read(self, path) -> str | None:
+        return _read(path)
+
+    def _write(self, path, content: str) -> None:
+        with open(path, "w") as f:
+            f.write(content)
+
+    def _remove(self, path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def _breaker(self):
+        return self.path.with_name(self.path.name + ".break")
+
+    def _stale(self, path, after: float) -> str | None:
         """The content `path` has held unchanged for `after` seconds (None: alive, or gone)."""
-        content, now = _read(path), time.monotonic()
+        content, now = self._read(path), time.monotonic()
         if content is None:
             self._seen.pop(path, None)
             return None
@@ -203,24 +224,18 @@ class CreateLock:
         stale = self._stale(self.path, self.STALE_S)
         if stale is None:
             return
-        breaker = self.path.with_name(self.path.name + ".break")
-        try:
-            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:  # another waiter is breaking it (for microseconds), or died doing so
+        breaker = self._breaker()
+        if not self._create(breaker, self.token + "\n"):
+            # another waiter is breaking it (for microseconds), or died doing so
             dead = self._stale(breaker, 4 * self.STALE_S)
-            if dead is not None and _read(breaker) == dead:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(breaker)
+            if dead is not None and self._read(breaker) == dead:
+                self._remove(breaker)
             return
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.token + "\n")
-            if _read(self.path) == stale:  # still the dead holder's, not a new holder's
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+            if self._read(self.path) == stale:  # still the dead holder's, not a new holder's
+                self._remove(self.path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(breaker)
+            self._remove(breaker)
         self._seen.pop(self.path, None)
 
     def _hold(self) -> None:
@@ -272,15 +287,19 @@ def try_lock(path: str | Path):
     return held
 
 
-@contextlib.contextmanager
-def locked(path: str | Path, what: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+def locked(path: str | Path, what: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
     """Hold the lock on `path`, waiting at most `timeout_s` for another holder."""
-    held = lock(path)
+    return holding(lock(path), what, path, timeout_s)
+
+
+@contextlib.contextmanager
+def holding(held, what: str, where, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock `held` (not yet acquired; it lives at `where`), waiting at most `timeout_s`."""
     try:
         held.acquire(timeout=timeout_s)
     except Timeout:
         raise LockTimeout(
-            f"waited {timeout_s:g} s for another process to finish {what} (lock {path}): if that "
+            f"waited {timeout_s:g} s for another process to finish {what} (lock {where}): if that "
             "process is hung, stop it and re-run; if it is slow, raise cache.lock_timeout_s") from None
     try:
         yield

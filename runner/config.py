@@ -22,6 +22,7 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
     """The config of `overrides` (with Hydra's own section when `with_hydra`),
     or one line naming what is wrong and the valid choices."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     for override in overrides:
         key = override.lstrip("~").split("=", 1)[0]
@@ -31,6 +32,8 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
 
     schema.register()
     try:
+        if GlobalHydra.instance().is_initialized():  # inside Hydra's app (a sweep's end): its search path is ours
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as err:
@@ -131,6 +134,9 @@ def check_values(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "input"):
         raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
                           "or input=webcam")
+    from runner.objects import refuse_unsupported
+    for key in ("cache.dir", "input"):
+        refuse_unsupported(key, OmegaConf.select(cfg, key))
     for key, rule in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=True)
@@ -234,13 +240,23 @@ def config_files() -> list[Path]:
     return sorted(found)
 
 
+def sweep_jobs(overrides: list[str], parsed=None) -> list[DictConfig]:
+    """The config of each job of the basic sweep `overrides` (hydra.* left out)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    if parsed is None:
+        parsed = OverridesParser.create().parse_overrides(
+            [o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    return [compose_config(job) for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None)
+            for job in batch]
+
+
 def validate_cli(args: list[str]) -> DictConfig | None:
     """Compose and check every job the command line asks for (a sweep's
     included) before Hydra starts, so a bad recipe, model, key or value fails
     in one line before any job has run. With a sweeper that picks the values
     itself (Optuna), the fixed overrides are checked. Hydra's own flags
     (--help, --cfg, ...) are left to Hydra. Returns the (first) job's config."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in args):
@@ -264,8 +280,7 @@ def validate_cli(args: list[str]) -> DictConfig | None:
             raise RunnerError(f"hydra/sweeper={sweeper} searches for the best metric: pass eval.ann_file=FILE "
                               "(ground truth for the inputs)")
         return cfg
-    jobs = [compose_config(job) for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None)
-            for job in batch]
+    jobs = sweep_jobs(overrides, parsed)
     for cfg in jobs:
         check_values(cfg)
     return jobs[0]

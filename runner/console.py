@@ -27,6 +27,9 @@ def silence_library_noise() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     # matplotlib announces its font cache at INFO, which Hydra's console shows
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    # the AWS SDK says at INFO where it found credentials and the endpoint, on every run
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # NNCF imports torch.utils.cpp_extension, which warns that a CPU-only machine has no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 

@@ -151,6 +151,20 @@ def check_cache_dir() -> Result:
     return Result("ok", "checkpoint cache", f"{folder} (writable)")
 
 
+def check_object_storage() -> Result:
+    """cache.dir=s3://...: the bucket is there and takes these credentials."""
+    from runner import objects
+    from runner.config import compose_config
+    cache = str(compose_config([]).cache.dir)
+    if not objects.is_url(cache):
+        return Result("ok", "object storage", "cache.dir is a folder: none used")
+    try:
+        objects.Bucket(objects.Location.of(cache).bucket).check()
+    except objects.StorageError as err:
+        return Result("FAIL", "object storage", str(err), "see README, \"Object storage\"")
+    return Result("ok", "object storage", f"{cache} at {objects.endpoint()}: reachable, credentials accepted")
+
+
 def check_checkpoint_host(host: str = "download.openmmlab.com", timeout: float = 3.0) -> Result:
     def connect():
         with socket.create_connection((host, 443), timeout=timeout):
@@ -191,7 +205,7 @@ KNOWN_FIXES: list[tuple[str, str]] = [
 CHECKS: list[Callable[[], Result]] = [
     check_python, check_torch, check_torchvision, check_mmcv, check_mmcv_ops, check_mmengine,
     check_mmdet, check_mmpose, check_xtcocotools, check_numpy, check_opencv, check_backends, check_safe_load,
-    check_cache_dir, check_checkpoint_host,
+    check_cache_dir, check_object_storage, check_checkpoint_host,
 ]
 
 

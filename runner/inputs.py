@@ -169,24 +169,15 @@ class Files(Source):
                 yield self._image(path, name)
 
     def _image(self, path: Path, name: str) -> Item:
-        limit, most = self.reading.max_pixels, self.reading.max_file_bytes()
         try:
-            size = path.stat().st_size
-            if most is not None and size > most:
-                return Item(id=name, name=name, source=str(path), content_key="",
-                            error=f"image {path} is {size:,} bytes, more than any image of max_pixels={limit:,} "
-                                  "pixels takes: not read; shrink it, or raise max_pixels if it is real")
+            refused = too_many_bytes(str(path), path.stat().st_size, self.reading)
+            if refused:
+                return Item(id=name, name=name, source=str(path), content_key="", error=refused)
             data = path.read_bytes()
         except OSError as err:  # permissions, a broken link, a link loop
             return Item(id=name, name=name, source=str(path), content_key="",
                         error=f"cannot read {path}: {err.strerror}; fix or remove it and re-run")
-        key = sha256_bytes(data)
-        pixels = declared_pixels(data) if limit else None
-        if pixels is not None and pixels > limit:
-            return Item(id=name, name=name, source=str(path), content_key=key,
-                        error=f"image {path} declares {pixels:,} pixels, over max_pixels={limit:,}: "
-                              "not decoded; shrink it, or raise max_pixels if it is real")
-        return Item(id=name, name=name, source=str(path), content_key=key, data=data)
+        return image_item(name, str(path), data, self.reading)
 
     def _video(self, path: Path, name: str) -> Iterator[Item]:
         try:
@@ -196,6 +187,27 @@ class Files(Source):
             return
         yield from video
         self.warnings += video.warnings
+
+
+def too_many_bytes(source: str, size: int, reading: Reading) -> str | None:
+    """Why an image file of `size` bytes is not read (max_pixels), if it is not."""
+    most = reading.max_file_bytes()
+    if most is None or size <= most:
+        return None
+    return (f"image {source} is {size:,} bytes, more than any image of max_pixels={reading.max_pixels:,} "
+            "pixels takes: not read; shrink it, or raise max_pixels if it is real")
+
+
+def image_item(name: str, source: str, data: bytes, reading: Reading) -> Item:
+    """The item of an image file's bytes, keyed by their content (wherever they were read)."""
+    limit = reading.max_pixels
+    key = sha256_bytes(data)
+    pixels = declared_pixels(data) if limit else None
+    if pixels is not None and pixels > limit:
+        return Item(id=name, name=name, source=source, content_key=key,
+                    error=f"image {source} declares {pixels:,} pixels, over max_pixels={limit:,}: "
+                          "not decoded; shrink it, or raise max_pixels if it is real")
+    return Item(id=name, name=name, source=source, content_key=key, data=data)
 
 
 def not_a_file(path: Path) -> str | None:
@@ -216,20 +228,23 @@ def not_a_file(path: Path) -> str | None:
 class VideoFrames(Source):
     kind = "video"
 
-    def __init__(self, path: Path, hasher: FileHasher, reading: Reading, name: str | None = None):
+    def __init__(self, path: Path, hasher: FileHasher | None, reading: Reading, name: str | None = None,
+                 source: str | None = None, video_key: str | None = None):
+        """`source`: where the file came from, when `path` is a local copy of
+        it (an object in a bucket), whose sha256 is then `video_key`."""
         self.path, self.reading = path, reading
-        self.name, self.item_name = str(path), name or path.name
+        self.name, self.item_name = source or str(path), name or path.name
         self.warnings = []
         refused = not_a_file(path)
         if refused:
             raise RunnerError(refused)
         try:
-            self.video_key = hasher.sha256(path)
+            self.video_key = video_key or hasher.sha256(path)
         except OSError as err:
             raise RunnerError(f"cannot read video {path}: {err.strerror}; fix or remove it and re-run") from None
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise RunnerError(f"cannot open video {path}: the file is corrupt or its codec is "
+            raise RunnerError(f"cannot open video {self.name}: the file is corrupt or its codec is "
                               "not supported by OpenCV; convert it (e.g. to H.264 .mp4) and re-run")
         self.video_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -246,12 +261,12 @@ class VideoFrames(Source):
         frames = read_frames(cap, self.reading, None if wanted is None else lambda i: wanted(self.video_key, i))
         for index, frame in frames:
             key = sha256_bytes(f"{self.video_key}:frame:{index}".encode())
-            yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=str(self.path),
+            yield Item(id=f"{self.item_name}#{index:06d}", name=self.item_name, source=self.name,
                        content_key=key, frame_index=index, video_fps=self.video_fps,
                        frame_stride=self.reading.frame_stride, video_key=self.video_key, _image=frame)
         if not frames.read and self.reading.max_frames != 0:
-            yield Item(id=self.item_name, name=self.item_name, source=str(self.path), content_key="",
-                       error=f"video {self.path} decoded no frames (of {self.frame_count} it declares): its frames are "
+            yield Item(id=self.item_name, name=self.item_name, source=self.name, content_key="",
+                       error=f"video {self.name} decoded no frames (of {self.frame_count} it declares): its frames are "
                              "corrupt or their codec is not supported by OpenCV; convert it (e.g. to H.264 .mp4)")
         elif frames.ended and frames.read < self.frame_count:
             self.warnings.append(f"video {self.item_name}: decoded {frames.read} of {self.frame_count} declared "
@@ -295,6 +310,95 @@ class read_frames:
             self.ended = True
         finally:
             cap.release()
+
+
+class BucketFiles(Source):
+    """An object in a bucket, or every image and video under a prefix (as a
+    folder: recursive=true walks the deeper "folders"), in name order. Images
+    are read concurrently, a few ahead (bounded memory); a video is streamed to
+    a temporary file OpenCV can open, removed once its frames are read. Items
+    are keyed by content, so a local copy and the bucket share cache entries."""
+    kind = "files"
+
+    def __init__(self, url: str, found: list, root: str | None, reading: Reading):
+        from runner import objects
+        self.location = objects.Location.of(url)
+        self.bucket = objects.Bucket(self.location.bucket)
+        self.found, self.root, self.reading = found, root, reading
+        self.name = url
+        self.warnings = []
+
+    def __len__(self) -> int:
+        return len(self.found)
+
+    def names(self) -> list[str]:
+        return [o.key[len(self.root):] if self.root is not None else o.key.rsplit("/", 1)[-1] for o in self.found]
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket.name}/{key}"
+
+    def __iter__(self) -> Iterator[Item]:
+        from runner.objects import ordered_ahead
+        self.warnings = []
+        entries = list(zip(self.found, self.names()))
+        for (found, name), item in zip(entries, ordered_ahead(self._image, entries)):
+            yield from self._video(found, name) if item is None else [item]
+
+    def _image(self, entry) -> Item | None:
+        """The image item of (object, name); None for a video (streamed when its turn comes)."""
+        found, name = entry
+        if Path(name).suffix.lower() in VIDEO_EXTS:
+            return None
+        source = self.url(found.key)
+        refused = too_many_bytes(source, found.size, self.reading)
+        if refused:
+            return Item(id=name, name=name, source=source, content_key="", error=refused)
+        got = self.bucket.get(found.key)
+        if got is None:
+            return Item(id=name, name=name, source=source, content_key="",
+                        error=f"{source} was removed from the bucket while the run read it; re-run")
+        return image_item(name, source, got[0], self.reading)
+
+    def _video(self, found, name: str) -> Iterator[Item]:
+        import tempfile
+        source = self.url(found.key)
+        with tempfile.NamedTemporaryFile(prefix="pose-runner-", suffix=Path(name).suffix, delete=False) as copy:
+            local = Path(copy.name)
+        try:
+            with open(local, "wb") as out:
+                sha = self.bucket.download(found.key, out)
+            try:
+                video = VideoFrames(local, None, self.reading, name, source=source, video_key=sha)
+            except RunnerError as err:
+                yield Item(id=name, name=name, source=source, content_key="", error=str(err))
+                return
+            yield from video
+            self.warnings += video.warnings
+        finally:
+            local.unlink(missing_ok=True)
+
+
+def open_bucket(url: str, reading: Reading) -> BucketFiles:
+    """An s3:// input: one object, or the images and videos under a prefix."""
+    from runner.objects import Location, Bucket
+    location = Location.of(url)
+    bucket = Bucket(location.bucket)
+    bucket.check()
+    exts = IMAGE_EXTS | VIDEO_EXTS
+    one = bucket.exists(location.prefix) if location.prefix and not url.endswith("/") else None
+    if one is not None:
+        if Path(one.key).suffix.lower() not in exts:
+            raise RunnerError(f"input {url} is neither an image ({', '.join(sorted(IMAGE_EXTS))}) "
+                              f"nor a video ({', '.join(sorted(VIDEO_EXTS))})")
+        return BucketFiles(url, [one], None, reading)
+    root = location.prefix + "/" if location.prefix else ""
+    found = sorted((o for o in bucket.list(root, recursive=reading.recursive)
+                    if Path(o.key).suffix.lower() in exts), key=lambda o: o.key)
+    if not found:
+        raise RunnerError(f"{url} has no images or videos"
+                          f"{'' if reading.recursive else ' directly under it (recursive=true looks deeper)'}: "
+                          "pass input=s3://BUCKET/PREFIX/ holding them, or one object")
+    return BucketFiles(url, found, root, reading)
 
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -348,7 +452,8 @@ def list_folder(folder: Path, recursive: bool) -> list[Path]:
 
 
 def open_source(spec: str, hasher: FileHasher | None, reading: Reading = Reading()) -> Source:
-    """An image, a video, a folder of both, `webcam` / `webcam:N`, or a stream URL."""
+    """An image, a video, a folder of both, `webcam` / `webcam:N`, a stream
+    URL, or an object or prefix in a bucket (s3://)."""
     spec = str(spec)
     if spec == "webcam" or spec.startswith("webcam:"):
         index = spec.partition(":")[2] or "0"
@@ -357,6 +462,8 @@ def open_source(spec: str, hasher: FileHasher | None, reading: Reading = Reading
         return LiveFrames(int(index), reading)
     if spec.lower().startswith(STREAM_SCHEMES):
         return LiveFrames(spec, reading)
+    if spec.startswith("s3://"):
+        return open_bucket(spec, reading)
     path = Path(spec).expanduser()
     hint = "pass input=PATH to an image, a video, a folder of them, webcam[:N] or a stream URL"
     if not path.exists():

@@ -3,6 +3,7 @@ them in chunks, and write the run folder (overlays, predictions, manifest)."""
 from __future__ import annotations
 
 import itertools
+import logging
 import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,16 +14,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from runner import atomic, console, signals
+from runner import atomic, console, objects, signals
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver, file_name_of
 from runner.config import check_values
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
+from runner.jobs import publish
 from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
 from runner.backends import files
 from runner.backends.table import Backend, choose_backend, resolve_device
+from runner.schema import local_cache_dir
 from runner.outputs import RunFolder, check_run_folder, claim_run_folder
 from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
@@ -30,6 +33,8 @@ from runner.stages.export import keypoint_parts, record_dict
 from runner.stages.reads import check_files
 from runner.tracking import DetectEvery
 from runner.versions import STACK, versions
+
+log = logging.getLogger(__name__)
 
 CHUNK_ITEMS = 16  # items that go through all steps together (bounded memory)
 
@@ -61,13 +66,10 @@ class RunContext:
         self.outputs = RunFolder(out_dir) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
-        cache_dir = Path(str(cfg.cache.dir)).expanduser()
-        if cache_dir.exists() and not cache_dir.is_dir():
-            raise RunnerError(f"cache.dir={cache_dir} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
         atomic.set_lock_kind(str(cfg.cache.lock))
         atomic.CreateLock.STALE_S = float(cfg.cache.lock_stale_s)
-        self.store = Store(cache_dir / "stages", float(cfg.cache.lock_timeout_s))
-        self.hasher = FileHasher(cache_dir / "memo")
+        self.store = open_store(str(cfg.cache.dir), float(cfg.cache.lock_timeout_s))
+        self.hasher = FileHasher(local_cache_dir(str(cfg.cache.dir)) / "memo")
         files.set_hasher(self.hasher)  # exports are checked through the same stat memo
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)
@@ -134,6 +136,17 @@ class RunContext:
         return self.checkpoints[role]
 
 
+def open_store(cache_dir: str, lock_timeout_s: float) -> Store:
+    """The stage cache: <cache.dir>/stages, a folder or a bucket prefix."""
+    if objects.is_url(cache_dir):
+        from runner.cache.remote import ObjectStore
+        return ObjectStore(f"{cache_dir.rstrip('/')}/stages", lock_timeout_s)
+    folder = Path(cache_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise RunnerError(f"cache.dir={folder} is a file: point cache.dir (or POSE_RUNNER_CACHE) at a folder")
+    return Store(folder / "stages", lock_timeout_s)
+
+
 def steps(cfg: DictConfig) -> list[str]:
     """The recipe's steps, and those the config turns on: track and smooth
     after pose (smoothing and per-track outputs need tracks), evaluate last."""
@@ -172,10 +185,13 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
     if dry and folder is not None and check_run_folder(folder) is not None:
         write_to = None  # a dry run never touches a run's files
     status, error = "interrupted", None
+    shared = not dry and int(cfg.shard.count) > 1 and objects.is_url(str(cfg.cache.dir))
     try:
         if folder is not None and not dry:
             run.previous = claim_run_folder(folder)
             atomic.write_json(folder / "manifest.json", run.manifest("running", None), indent=2)
+        if shared:  # a shard whose cache is a bucket: its merge reads its manifest there
+            publish(cfg, run.manifest("running", None), folder)
         run.go()
         status = "failed" if run.failed else "ok"
     except RunnerError as err:
@@ -192,6 +208,11 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
         if write_to is not None:
             write_to.mkdir(parents=True, exist_ok=True)
             atomic.write_json(write_to / "manifest.json", manifest, indent=2)
+        if shared:
+            try:
+                publish(cfg, manifest, folder)
+            except objects.StorageError as err:  # the run's own error (the same store, most likely) says more
+                log.warning("%s", err)
     return RunResult(run.records, manifest, write_to, run.failed)
 
 
@@ -306,7 +327,7 @@ class Run:
             "recipe": str(cfg.recipe.name),
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": sys.argv,
+            "command": redacted(sys.argv),
             "config": resolved(cfg),
             "versions": {**versions(*STACK), "python": platform.python_version()},
             "device": ctx.device if ctx else (self.environment or {}).get("device"),
@@ -314,7 +335,7 @@ class Run:
             "checkpoints": {role: ({"file": str(c.path), "sha256": c.sha256, "origin": c.origin}
                                    if (c := ctx.checkpoints.get(role)) else None)
                             for role in (ctx.model_roles() if ctx else [])},
-            "input": {**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]}
+            "input": redacted({**source.describe(), "items": [{"id": k, **v} for k, v in self.inputs.items()]})
             if source else None,
             "stages": {s.name: {**s.stats.as_dict(), **({"reads": r} if (r := self._reads(s)) else {})}
                        for s in self.stages},
@@ -341,9 +362,22 @@ class Run:
 def resolved(cfg: DictConfig) -> dict:
     """The config as plain data, interpolations resolved (where a value is missing, as written)."""
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # a missing mandatory value: the run's error says which
-        return OmegaConf.to_container(cfg, resolve=False)
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    return redacted(plain)
+
+
+def redacted(value):
+    """Plain data with every URL's user:password@ hidden (the config's checks refuse
+    them in s3:// URLs; a stream's URL may carry them, and a manifest never does)."""
+    if isinstance(value, str):
+        return objects.redact(value)
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 def summary(result: RunResult, dry_run: bool) -> str:

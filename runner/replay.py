@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from runner.console import silence_library_noise, table
 from runner.errors import RunnerError
 from runner.hashing import sha256_file
+from runner.objects import is_url
 
 
 def load_manifest(run_dir: Path) -> dict:
@@ -47,6 +48,8 @@ def check_inputs(recorded: dict, cfg) -> None:
     kind, where = recorded["kind"], Path(recorded["path"])
     if kind == "live":
         raise RunnerError(f"a run on {where} (webcam or stream) cannot be replayed: its frames are gone")
+    if is_url(recorded["path"]):
+        return check_bucket_inputs(recorded, cfg)
     folder = where.is_dir()
     names = {item["id"]: item for item in recorded["items"]}
     for name, item in names.items():
@@ -62,6 +65,34 @@ def check_inputs(recorded: dict, cfg) -> None:
         now = set(open_source(str(where), None, reading(cfg)).names())
         if added := sorted(now - set(names)):
             raise RunnerError(f"input folder {where} has {len(added)} file(s) the run did not see "
+                              f"(e.g. {added[0]}): replay needs the same input")
+
+
+def check_bucket_inputs(recorded: dict, cfg) -> None:
+    """check_inputs for an object or a prefix in a bucket: each object read
+    again (streamed, concurrently) and hashed."""
+    from runner.inputs import open_bucket
+    from runner.objects import concurrently
+    from runner.pipeline import reading
+    source = open_bucket(recorded["path"], reading(cfg))
+    listed = dict(zip(source.names(), source.found))
+    items = recorded["items"]
+    for item in items:
+        if item["id"] not in listed:
+            raise RunnerError(f"input {recorded['path'].rstrip('/')}/{item['id']} is gone: replay needs the same input")
+
+    def now(item: dict) -> str | None:
+        if not item.get("sha256"):
+            return None
+        with open(os.devnull, "wb") as sink:
+            return source.bucket.download(listed[item["id"]].key, sink)
+    for item, found in zip(items, concurrently(now, items)):
+        if found is not None and found != item["sha256"]:
+            raise RunnerError(f"input {source.url(listed[item['id']].key)} changed since the run "
+                              f"(sha256 {item['sha256'][:12]} -> {found[:12]})")
+    if source.root is not None and int(cfg.shard.count) == 1:
+        if added := sorted(set(listed) - {item["id"] for item in items}):
+            raise RunnerError(f"input {recorded['path']} has {len(added)} object(s) the run did not see "
                               f"(e.g. {added[0]}): replay needs the same input")
 
 

@@ -9,8 +9,12 @@ conf/backend/, the recipes) set only what tells one choice from another."""
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
+
+from omegaconf import OmegaConf
 
 from runner.backends.table import BACKENDS, DEVICES, PRECISIONS
 from runner.filters import METHODS
@@ -69,7 +73,8 @@ def key(default, help: str, rule: Rule | None = None):
 class Download:
     mirror: Optional[str] = key(None, "a folder of checkpoints under their official file names, tried before the "
                                       "network")
-    dir: str = key("${cache.dir}/checkpoints", "where downloaded checkpoints are kept")
+    dir: str = key("${local_dir:${cache.dir}}/checkpoints", "where downloaded checkpoints are kept (on this machine: "
+                                                           "the default local cache folder when cache.dir is a URL)")
     timeout_s: float = key(30.0, "seconds a download may stall", positive("a positive number of seconds"))
     checkpoints: Dict[str, str] = key({}, "per model, a checkpoint (path or URL) that wins over the registry's: "
                                           "+download.checkpoints.rtmpose_m=/weights/mine.pth")
@@ -120,7 +125,8 @@ class Device:
 class Backend:
     name: str = key("auto", "what runs the networks (runner/backends/table.py)",
                     one_of("auto", *BACKENDS, what=", ".join(("auto", *BACKENDS))))
-    dir: str = key("${cache.dir}/onnx", "exported networks (and int8 OpenVINO IR), by checkpoint and settings")
+    dir: str = key("${local_dir:${cache.dir}}/onnx", "exported networks (and int8 OpenVINO IR), by checkpoint and "
+                                                     "settings (on this machine, as download.dir)")
     precision: str = key("f32", "f32 | bf16 | f16 | int8; part of the model stages' keys",
                          one_of(*PRECISIONS, what=", ".join(PRECISIONS)))
     calibration: Optional[str] = key(None, "int8 only: a folder of images like the ones you will run")
@@ -130,7 +136,8 @@ class Backend:
 class Cache:
     dir: str = key("${oc.env:POSE_RUNNER_CACHE,${oc.env:HOME}/.cache/pose-runner}",
                    "one cache for every run and sweep job: detections, keypoints, checkpoints, exports "
-                   "(POSE_RUNNER_CACHE moves it)")
+                   "(POSE_RUNNER_CACHE moves it); or s3://BUCKET/PREFIX: the entries in a bucket, the rest on "
+                   "this machine")
     refresh: bool = key(False, "recompute every entry this run touches (and overwrite it)")
     lock_timeout_s: float = key(900.0, "longest wait for another process computing (downloading, exporting) what "
                                        "this run needs; then a clear error, never a hang",
@@ -142,6 +149,24 @@ class Cache:
                               positive("a positive number of seconds"))
     no_models: bool = key(False, "read model results from the cache only, never run a model (a missing one fails "
                                  "its item): what python -m runner.merge runs with")
+
+
+DEFAULT_CACHE = "~/.cache/pose-runner"
+
+
+def local_cache_dir(cache_dir: str | None) -> Path:
+    """Where this machine keeps what must be a local folder (checkpoints, ONNX
+    exports, file-hash memos, the libraries' own files): cache.dir itself when
+    it is a folder; when it is a URL (the entries in a bucket), POSE_RUNNER_CACHE
+    if that is a folder, else ~/.cache/pose-runner."""
+    from runner.objects import is_url
+    for candidate in (cache_dir, os.environ.get("POSE_RUNNER_CACHE")):
+        if candidate and not is_url(candidate):
+            return Path(candidate).expanduser()
+    return Path(DEFAULT_CACHE).expanduser()
+
+
+OmegaConf.register_new_resolver("local_dir", lambda cache_dir: str(local_cache_dir(str(cache_dir))), replace=True)
 
 
 @dataclass

@@ -30,12 +30,12 @@ class SweepCallback(Callback):
         if bad:
             print(f"{len(bad)} of {len(outcome.jobs)} job(s) not ok: " + ", ".join(
                 f"{job.folder.name} ({job.status})" for job in bad))
-        self._merge_shards(outcome)
+        self._merge_shards(outcome, config)
 
-    def _merge_shards(self, outcome: Outcome) -> None:
+    def _merge_shards(self, outcome: Outcome, config: DictConfig) -> None:
         """A sweep of shards ends with their merged run folder."""
         from runner.merge import merge_all
-        for result in merge_all(outcome):
+        for result in merge_all(outcome, config):
             print(result.line())
             SweepCallback.merge_failed |= not result.complete
 

@@ -51,11 +51,16 @@ def test_entries_are_not_pickles(tmp_path):
 def test_miss_explanations(tmp_path):
     store = Store(tmp_path)
     assert store.explain_miss(key()) == "new input"
+    files = {"checkpoint": "ck1", "model config": "cf1"}
+    store.put(EntryKey.of("pose", "in", files, "p1", "c1"), {"x": np.ones(1)})
+    moved = {**files, "checkpoint": "ck2"}
+    assert store.explain_miss(EntryKey.of("pose", "in", moved, "p1", "c1")) == "changed checkpoint"
+    assert store.explain_miss(EntryKey.of("pose", "in", files, "p2", "c1")) == "changed parameter"
+    assert store.explain_miss(EntryKey.of("pose", "in", files, "p1", "c2")) == "changed code"
+    assert store.explain_miss(EntryKey.of("pose", "in", {**moved, "model config": "cf2"}, "p1", "c2")) == \
+        "changed checkpoint + changed model config + changed code"
     store.put(key(), {"x": np.ones(1)})
-    assert store.explain_miss(key(model="m2")) == "changed checkpoint"
-    assert store.explain_miss(key(params="p2")) == "changed parameter"
-    assert store.explain_miss(key(code="c2")) == "changed code"
-    assert store.explain_miss(key(model="m2", code="c2")) == "changed checkpoint + changed code"
+    assert store.explain_miss(key(model="m2")) == "changed file"  # a key made without its files named
     assert store.explain_miss(key(input="ef" * 32)) == "new input"
 
 

@@ -5,9 +5,10 @@
     python -m runner.cache gc --older-than 30d       # drop entries and exports unused for 30 days
     python -m runner.cache clear [--checkpoints]      # drop every entry and export (and checkpoints)
 
-The cache folder is cache.dir of the config ($POSE_RUNNER_CACHE, default
-~/.cache/pose-runner), its ONNX exports backend.dir (default <cache>/onnx);
---dir picks another cache folder (exports in its onnx/).
+The cache is cache.dir of the config ($POSE_RUNNER_CACHE, default
+~/.cache/pose-runner), a folder or an s3:// bucket prefix; its ONNX exports
+backend.dir (default <cache>/onnx, on this machine when the cache is in a
+bucket); --dir picks another cache (a folder or s3://BUCKET/PREFIX).
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from runner.cache.store import Store, read_metadata
+from runner.cache.store import Store
 from runner.errors import RunnerError
 from runner.console import table
+from runner.schema import local_cache_dir
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -51,19 +53,25 @@ def human(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
-def default_dirs() -> tuple[Path, Path]:
+def cache_root(spec: str) -> str | Path:
+    """A cache's root: an s3:// URL as it is, a folder as a Path."""
+    from runner import objects
+    return str(spec).rstrip("/") if objects.is_url(spec) else Path(spec).expanduser()
+
+
+def default_dirs() -> tuple[str | Path, Path]:
     """(cache.dir, backend.dir) of the config."""
     from runner.config import compose_config
     cfg = compose_config([])
-    return Path(str(cfg.cache.dir)).expanduser(), Path(str(cfg.backend.dir)).expanduser()
+    return cache_root(str(cfg.cache.dir)), Path(str(cfg.backend.dir)).expanduser()
 
 
-def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
+def exports(folder: Path | None) -> list[tuple[list[Path], float, int]]:
     """Each derived network as (its files, last use, bytes): an ONNX export (.onnx
     + .json), an int8 OpenVINO IR (.xml + .bin + .json). A use touches the
     record (.json), never the network file (its stat memo stays valid)."""
     out = []
-    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder.is_dir() else []
+    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder and folder.is_dir() else []
     for main in made:
         files = [p for p in (main, main.with_suffix(".bin"), main.with_suffix(".json")) if p.exists()]
         try:
@@ -74,49 +82,71 @@ def exports(folder: Path) -> list[tuple[list[Path], float, int]]:
     return out
 
 
-def info(root: Path, onnx_dir: Path) -> str:
-    store = Store(root / "stages")
+def open_store(root: str | Path):
+    """The stage cache under `root`: a folder, or an s3:// bucket prefix."""
+    from runner import objects
+    if objects.is_url(root):
+        from runner.cache.remote import ObjectStore
+        return ObjectStore(f"{root}/stages")
+    return Store(Path(root) / "stages")
+
+
+def info(root: str | Path, onnx_dir: Path | None) -> str:
+    store = open_store(root)
     groups: dict = defaultdict(lambda: [0, 0])
-    for path, st in store.entries():
-        meta = read_metadata(path) or {}
-        key = (meta.get("stage", path.relative_to(store.root).parts[0]), meta.get("label", "?"))
+    entries = list(store.entries())
+    for entry, meta in zip(entries, store.metadata(entries)):
+        key = (meta.get("stage", entry.stage), meta.get("label", "?"))
         groups[key][0] += 1
-        groups[key][1] += st.st_size
+        groups[key][1] += entry.size
     rows = [[stage, label, n, human(size)] for (stage, label), (n, size) in sorted(groups.items())]
     made = exports(onnx_dir)
     rows.append(["exported networks", "-", len(made), human(sum(size for _, _, size in made))])
-    checkpoints = [p for p in (root / "checkpoints").rglob("*") if p.is_file() and ".locks" not in p.parts
-                   and not p.name.endswith(".part")]
+    checkpoints = [] if isinstance(root, str) else [
+        p for p in (root / "checkpoints").rglob("*") if p.is_file() and ".locks" not in p.parts
+        and not p.name.endswith(".part")]
     rows.append(["checkpoints", "-", len(checkpoints), human(sum(p.stat().st_size for p in checkpoints))])
     total = sum(s for _, s in groups.values()) + sum(size for _, _, size in made) + \
         sum(p.stat().st_size for p in checkpoints)
-    return f"cache: {root} (exports: {onnx_dir})\n" + table(["stage", "model", "entries", "size"], rows) + \
-        f"\ntotal: {human(total)}"
+    where = f"cache: {root}" + (f" (exports: {onnx_dir})" if onnx_dir else "")
+    return where + "\n" + table(["stage", "model", "entries", "size"], rows) + f"\ntotal: {human(total)}"
 
 
-def gc(root: Path, onnx_dir: Path, max_size: int | None, older_than: float | None) -> tuple[int, int]:
+def gc(root: str | Path, onnx_dir: Path | None, max_size: int | None, older_than: float | None) -> tuple[int, int]:
     """Remove entries and exports unused for `older_than` seconds, then the
     least recently used ones until they fit in `max_size` bytes (checkpoints
     are not counted). Returns (removed, bytes)."""
-    units = [([path], st.st_mtime, st.st_size) for path, st in Store(root / "stages").entries()]
+    store = open_store(root)
+    units = [(entry, entry.used, entry.size) for entry in store.entries()]
     units += exports(onnx_dir)
     units.sort(key=lambda u: u[1])  # oldest first (hits and loads touch)
-    now, removed, freed = time.time(), 0, 0
+    now, freed = time.time(), 0
     total = sum(size for _, _, size in units)
-    for files, used, size in units:
+    doomed = []
+    for unit, used, size in units:
         too_old = older_than is not None and now - used > older_than
         too_big = max_size is not None and total > max_size
         if not (too_old or too_big):
             continue
+        doomed.append(unit)
+        freed, total = freed + size, total - size
+    store.remove([u for u in doomed if not isinstance(u, list)])
+    for files in (u for u in doomed if isinstance(u, list)):
         for path in files:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        removed, freed, total = removed + 1, freed + size, total - size
-    return removed, freed
+    return len(doomed), freed
 
 
-def clear(root: Path, onnx_dir: Path, checkpoints: bool) -> None:
-    for folder in (root / "stages", root / "memo", onnx_dir, *([root / "checkpoints"] if checkpoints else [])):
+def clear(root: str | Path, onnx_dir: Path | None, checkpoints: bool) -> None:
+    if isinstance(root, str):  # a bucket prefix: its entries (exports and checkpoints are on this machine)
+        store = open_store(root)
+        store.remove(list(store.entries()))
+        folders = [onnx_dir] if onnx_dir else []
+        folders += [local_cache_dir(None) / "checkpoints"] if checkpoints else []
+    else:
+        folders = [root / "stages", root / "memo", onnx_dir, *([root / "checkpoints"] if checkpoints else [])]
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -134,8 +164,11 @@ def main(argv=None) -> None:
     wipe.add_argument("--checkpoints", action="store_true", help="also the downloaded checkpoints")
     args = parser.parse_args(argv)
     try:
-        root, onnx_dir = (Path(args.dir).expanduser(), Path(args.dir).expanduser() / "onnx") if args.dir \
-            else default_dirs()
+        if args.dir:
+            root = cache_root(args.dir)
+            onnx_dir = None if isinstance(root, str) else root / "onnx"  # a bucket's: only its entries
+        else:
+            root, onnx_dir = default_dirs()
         if args.command == "info":
             print(info(root, onnx_dir))
         elif args.command == "gc":

@@ -19,6 +19,7 @@ with a warning and recomputed; one that merely cannot be read now is kept.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -109,6 +110,14 @@ class Store:
             self._become_read_only(f"cannot lock ({err.strerror})")
             return atomic.NoLock()
 
+    def try_lock_many(self, keys: list[EntryKey]) -> list:
+        return [self.try_lock(key) for key in keys]
+
+    @staticmethod
+    def release_many(locks: list) -> None:
+        for held in locks:
+            held.release()
+
     def locked(self, key: EntryKey):
         """Wait (at most lock_timeout_s) for whoever computes the entry."""
         if self.read_only:
@@ -132,33 +141,41 @@ class Store:
             log.warning("cannot read cache entry %s (%s): computing it without the cache this time; the entry is "
                         "kept", path, err.strerror or err)
             return None
-        try:
-            meta, arrays = parse_entry(data)
-        except ValueError as err:  # truncated or garbled
-            return self._drop(path, f"unreadable ({err})")
-        if meta.get("sha256") != arrays_checksum(arrays):
-            return self._drop(path, "checksum mismatch")
-        if not self.read_only:
+        arrays = self._verified(path, data)
+        if arrays is not None and not self.read_only:
             try:
                 os.utime(path)  # last use, for `gc --max-size` (least recently used first)
             except OSError:
                 pass
         return arrays
 
+    def _verified(self, path, data: bytes) -> dict[str, np.ndarray] | None:
+        """The arrays of an entry's bytes, or None (and the entry dropped) when they are bad."""
+        try:
+            meta, arrays = parse_entry(data)
+        except ValueError as err:  # truncated or garbled
+            return self._drop(path, f"unreadable ({err})")
+        if meta.get("sha256") != arrays_checksum(arrays):
+            return self._drop(path, "checksum mismatch")
+        return arrays
+
+    def get_many(self, keys: list[EntryKey]) -> list[dict[str, np.ndarray] | None]:
+        return [self.get(key) for key in keys]
+
     def put(self, key: EntryKey, arrays: dict[str, np.ndarray], label: str = "") -> None:
         if self.read_only:
             return
-        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-        meta = {**{c: getattr(key, c) for c in ("stage", "input", *COMPONENTS)}, "files": json.dumps(dict(key.files)),
-                "label": label, "sha256": arrays_checksum(arrays),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        data = save_safetensors(arrays, metadata=meta)
         try:
-            atomic.write_bytes(self.path(key), data)
+            atomic.write_bytes(self.path(key), entry_bytes(key, arrays, label))
         except OSError as err:
             if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
                 raise
             self._become_read_only(f"cannot store an entry ({err.strerror})")
+
+    def put_many(self, entries: list[tuple[EntryKey, dict[str, np.ndarray], str]]) -> None:
+        """Store (key, arrays, label) entries."""
+        for key, arrays, label in entries:
+            self.put(key, arrays, label)
 
     def _drop(self, path: Path, why: str) -> None:
         log.warning("cache entry %s is damaged (%s): recomputing it", path, why)
@@ -193,7 +210,7 @@ class Store:
                    "params": "changed parameter", "code": "changed code"}
         return " + ".join(reasons[c] for c in COMPONENTS if c in closest)
 
-    def entries(self) -> Iterator[tuple[Path, os.stat_result]]:
+    def entries(self) -> Iterator[Stored]:
         if not self.root.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -202,9 +219,37 @@ class Store:
                 if name.endswith(SUFFIX):
                     path = Path(dirpath) / name
                     try:
-                        yield path, path.stat()
+                        st = path.stat()
                     except FileNotFoundError:
                         continue
+                    yield Stored(path, path.relative_to(self.root).parts[0], st.st_size, st.st_mtime)
+
+    def metadata(self, entries: list[Stored]) -> list[dict]:
+        """Each entry's metadata ({} where it cannot be read)."""
+        return [read_metadata(e.where) or {} for e in entries]
+
+    def remove(self, entries: list[Stored]) -> None:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.where)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An entry as `entries()` lists it: where it is, its stage folder, bytes, last use (epoch seconds)."""
+    where: Path | str
+    stage: str
+    size: int
+    used: float
+
+
+def entry_bytes(key: EntryKey, arrays: dict[str, np.ndarray], label: str) -> bytes:
+    """An entry's file: its arrays, and its key, label, checksum and creation time as metadata."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    meta = {**{c: getattr(key, c) for c in ("stage", "input", *COMPONENTS)}, "files": json.dumps(dict(key.files)),
+            "label": label, "sha256": arrays_checksum(arrays),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return save_safetensors(arrays, metadata=meta)
 
 
 def changed_files(entry: dict, key: EntryKey) -> list[str]:
@@ -228,6 +273,14 @@ def parse_entry(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     except (ValueError, SafetensorError) as err:
         raise ValueError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     return header.get("__metadata__") or {}, arrays
+
+
+def header_metadata(data: bytes) -> dict:
+    """The metadata in the header at the start of a safetensors file's bytes; ValueError when it is not one."""
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + size:
+        raise ValueError("the header is cut short")
+    return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
 def read_metadata(path: Path) -> dict | None:

@@ -194,12 +194,16 @@ class CachedStage(Stage):
     def _lookup(self, key: EntryKey):
         return None if self.ctx.refresh else self.store.get(key)
 
+    def _lookup_many(self, keys: list[EntryKey]) -> list:
+        """A batch's lookups at once (a bucket answers them concurrently)."""
+        return [None] * len(keys) if self.ctx.refresh else self.store.get_many(keys)
+
     def run(self, records: list[Record]) -> None:
         start = time.perf_counter()
         units = self._units(records)
         parts = self.key_parts()
         keys = [EntryKey.of(self.name, u.input, **parts) for u in units]
-        results: list = [self._lookup(k) for k in keys]
+        results: list = self._lookup_many(keys)
         todo = [i for i, found in enumerate(results) if found is None]
         self.stats.hits += len(units) - len(todo)
         waiting = []
@@ -222,26 +226,22 @@ class CachedStage(Stage):
 
     def _compute_locked(self, batch: list[int], units, keys, results) -> list[int]:
         """Compute the units of `batch` whose locks we get; return the others."""
-        held, waiting = [], []
-        for i in batch:
-            lock = self.store.try_lock(keys[i])
-            if lock is None:
-                waiting.append(i)
-            else:
-                held.append((i, lock))
+        locks = self.store.try_lock_many([keys[i] for i in batch])
+        held = [(i, lock) for i, lock in zip(batch, locks) if lock is not None]
+        waiting = [i for i, lock in zip(batch, locks) if lock is None]
         try:
+            found = self._lookup_many([keys[i] for i, _ in held])  # finished by another process since our lookup?
             mine = []
-            for i, _ in held:  # finished by another process since our lookup?
-                results[i] = self._lookup(keys[i])
-                if results[i] is None:
+            for (i, _), result in zip(held, found):
+                results[i] = result
+                if result is None:
                     mine.append(i)
                 else:
                     self.stats.hits += 1
             if mine:
                 self._compute_batch(mine, units, keys, results)
         finally:
-            for _, lock in held:
-                lock.release()
+            self.store.release_many([lock for _, lock in held])
         return waiting
 
     def may_compute(self) -> bool:
@@ -258,12 +258,15 @@ class CachedStage(Stage):
         indices = [i for i in indices if units[i].record.ok]
         if not indices:
             return
+        done = []
         for i, out in self._compute_isolated(indices, units):
             wrong = self.invalid(out)
             if wrong:  # never cached, never written: the item fails, the others go on
                 units[i].record.error = f"{self.name} of {units[i].record.item.source}: {wrong}"
-                continue
-            self.store.put(keys[i], out, label=self.label())
+            else:
+                done.append((i, out))
+        self.store.put_many([(keys[i], out, self.label()) for i, out in done])
+        for i, out in done:
             results[i] = out
             self.stats.computed += 1
 

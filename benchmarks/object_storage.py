@@ -1,0 +1,198 @@
+"""The cache in an S3 bucket against the cache on local disk: cold and warm runs.
+
+    python -m benchmarks.object_storage [--repeats 3] [--frames 100]
+
+The bucket is moto's S3 server (a process of its own on 127.0.0.1): every entry is a real HTTP request, with the same SDK, signing and
+retries as against AWS or MinIO, though with a loopback's round trip (well
+under a millisecond) rather than a network's. Each input (the shared COCO
+images; the demo video, its first --frames frames) is run by three
+contenders: everything local; the cache in the bucket, the input local; the
+cache and the input in the bucket. A cold run starts from an empty cache (a
+new folder, a new bucket prefix), a warm run is the same command again on it.
+Checkpoints and ONNX exports are made once beforehand and shared (they stay
+on each machine either way). Rounds are interleaved (each runs every
+contender, in a rotated order); the tables give medians, as wall time of the
+whole `python -m runner` process and as the time its stages took (the
+manifest's seconds: the part the cache's location changes).
+
+Writes benchmarks/results/object_storage.{json,md} (or --out)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.compare import _cpu_name, publish
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+DETECTOR, POSE = "rtmdet_nano_person", "rtmpose_t"  # the smallest: the cache's share of a run is largest
+BUCKET = "pose-runner-bench"
+TARGETS = {"cold": 1.15, "warm": 2.0}  # bucket / local, at most
+CONTENDERS = ("local cache", "bucket cache", "bucket cache + input")
+
+
+# moto's S3 app served as `python -m moto.server` serves all of moto's services
+# (werkzeug, a thread per request), without guessing the service of each request
+SERVE = """
+import sys
+from moto.moto_server.werkzeug_app import create_backend_app
+from werkzeug.serving import make_server
+make_server("127.0.0.1", int(sys.argv[1]), create_backend_app("s3"), threaded=True).serve_forever()
+"""
+
+
+def moto_server() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    while True:  # until it listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit("moto's server did not start: pip install the dev extra (moto[s3], flask)")
+            time.sleep(0.1)
+
+
+class Bench:
+    def __init__(self, work: Path, endpoint: str, frames: int, server_pid: int):
+        from runner.models.fabricate import fabricate, load_images
+        from runner.models.registry import load_entry
+        import psutil
+        self.work, self.frames, self.runs = work, frames, 0
+        self.server = psutil.Process(server_pid)
+        self.env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                    "POSE_RUNNER_CACHE": str(work / "machine")}
+        images = load_images(DATA / "coco")
+        made = {name: fabricate(load_entry(name), ROOT / ".cache" / "bench-checkpoints", 0, images)
+                for name in (DETECTOR, POSE)}
+        self.models = ["recipe=body_rtmpose", f"detect/model={DETECTOR}", f"pose/model={POSE}",
+                       *(f"+download.checkpoints.{name}={path}" for name, path in made.items())]
+        import boto3
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
+                              aws_secret_access_key="bench", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        for path in sorted((DATA / "coco").glob("*.jpg")):
+            client.upload_file(str(path), BUCKET, f"coco/{path.name}")
+        client.upload_file(str(DATA / "video" / "demo.mp4"), BUCKET, "video/demo.mp4")
+        self.inputs = {"shared images": (str(DATA / "coco"), f"s3://{BUCKET}/coco/", []),
+                       "demo video": (str(DATA / "video" / "demo.mp4"), f"s3://{BUCKET}/video/demo.mp4",
+                                      [f"max_frames={frames}"])}
+
+    def args(self, input_name: str, contender: str, cache: str) -> list[str]:
+        local, remote, more = self.inputs[input_name]
+        source = remote if contender == "bucket cache + input" else local
+        where = f"cache.dir=s3://{BUCKET}/{cache}" if contender != "local cache" else \
+            f"cache.dir={self.work / 'caches' / cache}"
+        machine = self.work / "machine"
+        return [f"input={source}", *self.models, *more, where, f"download.dir={machine / 'checkpoints'}",
+                f"backend.dir={machine / 'onnx'}"]
+
+    def run(self, args: list[str]) -> tuple[tuple[float, ...], dict]:
+        """((wall seconds, the stages' seconds, the run's CPU seconds, the S3 server's CPU
+        seconds), the manifest's stages) of one process."""
+        self.runs += 1
+        out = self.work / "runs" / str(self.runs)
+        server, runner = sum(self.server.cpu_times()[:2]), cpu_of_children()
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "runner", *args, f"hydra.run.dir={out}"], cwd=ROOT,
+                              capture_output=True, text=True, env=self.env)
+        wall = time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(f"benchmark run failed:\n{done.stderr[-3000:]}")
+        stages = json.loads((out / "manifest.json").read_text())["stages"]
+        return (wall, sum(s["seconds"] for s in stages.values()), cpu_of_children() - runner,
+                sum(self.server.cpu_times()[:2]) - server), stages
+
+    def cold_and_warm(self, input_name: str, contender: str) -> dict:
+        cache = f"c{self.runs}"
+        cold, stages = self.run(self.args(input_name, contender, cache))
+        warm, again = self.run(self.args(input_name, contender, cache))
+        assert again["pose"]["computed"] == 0 and again["detect"]["computed"] == 0, again
+        return {"cold": cold, "warm": warm, "entries": sum(stages[s]["units"] for s in ("detect", "pose", "visualize"))}
+
+
+def cpu_of_children() -> float:
+    import resource
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+KINDS = ("wall", "stages", "runner cpu", "server cpu")
+
+
+def measure(bench: Bench, repeats: int) -> dict:
+    results: dict = {}
+    for name in bench.inputs:
+        bench.run(bench.args(name, "local cache", "warm-up"))  # checkpoints and exports made once
+        rounds = {c: [] for c in CONTENDERS}
+        for r in range(repeats):
+            order = CONTENDERS[r % 3:] + CONTENDERS[:r % 3]
+            for contender in order:
+                rounds[contender].append(bench.cold_and_warm(name, contender))
+        medians = {c: {phase: {kind: statistics.median(x[phase][k] for x in rs) for k, kind in enumerate(KINDS)}
+                       for phase in ("cold", "warm")} for c, rs in rounds.items()}
+        ratios = {c: {phase: {kind: medians[c][phase][kind] / medians["local cache"][phase][kind]
+                              for kind in ("wall", "stages")} for phase in ("cold", "warm")}
+                  for c in CONTENDERS[1:]}
+        results[name] = {"rounds": rounds, "medians": medians, "ratios": ratios,
+                         "entries": rounds["local cache"][0]["entries"]}
+    return results
+
+
+def markdown(report: dict) -> str:
+    lines = [f"{report['machine']['cores']} cores, {report['machine']['cpu']}; medians of {report['repeats']} "
+             f"interleaved rounds; detector {DETECTOR}, pose {POSE}; the bucket: moto's S3 server on 127.0.0.1"]
+    for name, result in report["inputs"].items():
+        lines += ["", f"**{name}** ({result['entries']} cache entries a run)", "",
+                  "| contender | phase | wall s | stages s | runner CPU s | S3 server CPU s | wall vs local |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for contender, m in result["medians"].items():
+            for phase in ("cold", "warm"):
+                ratio = result["ratios"].get(contender)
+                lines.append(f"| {contender} | {phase} | " + " | ".join(f"{m[phase][k]:.2f}" for k in KINDS) +
+                             f" | {ratio[phase]['wall']:.2f}x |" if ratio else f"| {contender} | {phase} | " +
+                             " | ".join(f"{m[phase][k]:.2f}" for k in KINDS) + " | 1 |")
+        for contender, ratio in result["ratios"].items():
+            for phase, bound in TARGETS.items():
+                met = ratio[phase]["wall"] <= bound
+                lines.append(f"\n{contender}, {phase}: {ratio[phase]['wall']:.2f}x of local (target <= {bound}x): "
+                             f"{'met' if met else 'not met'}; stages alone {ratio[phase]['stages']:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=100, help="frames of the demo video")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    opts = parser.parse_args(argv)
+    server, endpoint = moto_server()
+    try:
+        work = Path(tempfile.mkdtemp(prefix="pose-runner-s3-bench-"))
+        results = measure(Bench(work, endpoint, opts.frames, server.pid), opts.repeats)
+    finally:
+        server.terminate()
+        server.wait()
+    report = {"command": "python -m benchmarks.object_storage " + " ".join(argv or sys.argv[1:]),
+              "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+              "repeats": opts.repeats, "frames": opts.frames, "models": {"detector": DETECTOR, "pose": POSE},
+              "inputs": results}
+    publish(opts.out, "object_storage", report, markdown(report))
+
+
+if __name__ == "__main__":
+    main()
