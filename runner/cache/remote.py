@@ -14,6 +14,8 @@ cache's entries, keys, checksums and layout, one object per entry under
   conditional writes, a holder paused past its lease) an entry is computed
   twice and written twice with the same key and equally valid bytes: never a
   corrupt one.
+- Releases: a batch's leases that are certainly still ours go in one
+  DeleteObjects request.
 - Last use, for `gc`: an entry read more than a day after it was last marked
   is marked again (a copy onto itself): gc orders by use to within a day, for
   one request per entry per day."""
@@ -51,13 +53,21 @@ class ObjectLock(atomic.CreateLock):
             self.written = time.monotonic()
         return made
 
+    def certainly_ours(self) -> bool:
+        """No waiter breaks a lease younger than STALE_S: one written less than half
+        of that ago is still ours."""
+        return time.monotonic() - self.written < self.STALE_S / 2
+
+    def forget(self) -> None:
+        """No heartbeat rewrites it from here on."""
+        with atomic.CreateLock._guard:
+            atomic.CreateLock._held.discard(self)
+
     def release(self) -> None:
         """As CreateLock's, without reading the lock first while it is certainly
-        still ours: no waiter breaks a lease younger than STALE_S (one request
-        fewer per computed entry)."""
-        if time.monotonic() - self.written < self.STALE_S / 2:
-            with atomic.CreateLock._guard:
-                atomic.CreateLock._held.discard(self)
+        still ours (one request fewer per computed entry)."""
+        if self.certainly_ours():
+            self.forget()
             self._remove(self.path)
         else:
             super().release()
@@ -135,9 +145,15 @@ class ObjectStore(Store):
     def try_lock_many(self, keys: list[EntryKey]) -> list:
         return objects.concurrently(self.try_lock, keys)
 
-    @staticmethod
-    def release_many(locks: list) -> None:
-        objects.concurrently(lambda held: held.release(), locks)
+    def release_many(self, locks: list) -> None:
+        """Leases certainly still ours go in one DeleteObjects request; the others
+        are released one by one (read first: never remove a lease that is no longer ours)."""
+        mine = [held for held in locks if isinstance(held, ObjectLock) and held.certainly_ours()]
+        for held in mine:
+            held.forget()
+        if mine:
+            self.bucket.delete([held.path for held in mine])
+        objects.concurrently(lambda held: held.release(), [held for held in locks if held not in mine])
 
     def locked(self, key: EntryKey):
         if self.read_only:
