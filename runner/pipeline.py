@@ -16,7 +16,7 @@ from tqdm import tqdm
 from runner import atomic, console, signals
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver
-from runner.config import check_values
+from runner.config import check_values, use_model_files
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
@@ -201,6 +201,7 @@ class Run:
 
     def go(self) -> None:
         cfg = self.cfg
+        use_model_files(cfg)
         check_values(cfg)
         self.ctx = ctx = RunContext(cfg, self.out_dir, self.environment)
         set_up: list[Stage] = []
