@@ -15,6 +15,7 @@ import pytest
 import runner
 from cases import GOOD, bomb_png, cli, folder_of, huge_jpeg_header, one_line, png_named_jpg, small_models, \
     zero_frame_video  # noqa: F401  (small_models is a fixture)
+from runner.errors import RunnerError
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,34 @@ def test_degenerate_images_are_a_failed_item_or_a_result_and_the_others_are_writ
     for name, error in failed.items():  # one line that names the input and what went wrong
         assert "\n" not in error and name in error and "cannot process" in error, error
     assert GOOD[0].name in written
+
+
+BOX = {"image_id": 785, "category_id": 1, "score": 0.9}
+
+
+@pytest.mark.parametrize("detections,expected", [
+    ([{**BOX, "bbox": [10, 20, float("nan"), 50]}], "entry 0 has bbox [10, 20, nan, 50]: a box is [x, y, width, height], "
+                                                    "four finite numbers"),
+    ([{**BOX, "bbox": [10, 20, 30, 50]}, {**BOX, "bbox": [10, 20, float("inf"), 50]}], "entry 1 has bbox [10, 20, inf"),
+    ([{**BOX, "bbox": ["10", "20", "30", "50"]}], "entry 0 has bbox ['10', '20', '30', '50']"),
+    ([{**BOX, "bbox": [10, 20, 30]}], "entry 0 has bbox [10, 20, 30]: a box is [x, y, width, height]"),
+    ([{**BOX, "bbox": [300, 200, -50, 100]}], "entry 0 has bbox [300, 200, -50, 100]: its width and height must be "
+                                              "positive (COCO boxes are [x, y, width, height], not corners)"),
+    ([{**BOX, "bbox": [10, 20, 30, 50], "score": "high"}], "entry 0 has score 'high': a score is a number"),
+    ([{"category_id": 1, "bbox": [10, 20, 30, 50]}], "entry 0 has no image_id"),
+    ({"boxes": [{**BOX, "bbox": [10, 20, 30, 50]}]}, "is a JSON object without `annotations` or `detections`"),
+    ([{**BOX, "image_id": 1234567, "bbox": [10, 20, 30, 50]}], "names none of the 1 input(s): its image ids are "
+                                                                "1234567; an input's id is"),
+])
+def test_boxes_from_a_file_are_checked_before_any_model_runs(make_checkpoint, tmp_path, forwards, detections,
+                                                             expected):
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(detections))
+    with pytest.raises(RunnerError) as refused:
+        runner.run(recipe="body_rtmpose", input=GOOD[0], output_dir=tmp_path / "out",
+                   overrides=["detect/model=from_file", f"detect.model.path={path}", "pose/model=rtmpose_t",
+                              f"pose.model.checkpoint={make_checkpoint('rtmpose_t')[0]}",
+                              f"cache.dir={tmp_path / 'cache'}"])
+    message = str(refused.value)
+    assert f"detections file {path}" in message and expected in message and "\n" not in message, message
+    assert forwards == {} and not (tmp_path / "out" / "predictions").exists()
