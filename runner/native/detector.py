@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.blame import each_input
 from runner.errors import RunnerError
 from runner.models.mmdet_detector import Detector
 from runner.native.decode import rtmdet_boxes
@@ -75,7 +76,7 @@ class NativeDetector(Detector):
         """One result per image: every box the model keeps (bboxes (N, 4) xyxy in
         image pixels, scores (N,), labels (N,)), before any threshold of ours."""
         model = self.model
-        boxed = [letterbox(image, model.input_size, model.pad_val) for image in images]
+        boxed = each_input(lambda image: letterbox(image, model.input_size, model.pad_val), images)
         found = self._run(normalize([b[0] for b in boxed], model.mean, model.std, model.bgr_to_rgb))
         outputs = [found[k] for k in self.order]
         if model.head == "end2end":

@@ -133,14 +133,15 @@ def degenerate_images(folder: Path) -> dict[str, np.ndarray]:
     return images
 
 
-@pytest.mark.parametrize("detector", ["rtmdet_nano_person", "whole_image"])
+@pytest.mark.parametrize("detector,backend", [("rtmdet_nano_person", "auto"), ("whole_image", "auto"),
+                                              ("rtmdet_nano_person", "pytorch")])  # MMDetection's own resize
 def test_degenerate_images_are_a_failed_item_or_a_result_and_the_others_are_written(small_models, tmp_path,
-                                                                                   detector):
+                                                                                   detector, backend):
     folder = folder_of(tmp_path, "odd", good=1)
     made = degenerate_images(folder)
     out = tmp_path / "run"
-    done = cli(f"input={folder}", *small_models, f"detect/model={detector}", f"cache.dir={tmp_path / 'cache'}",
-               f"hydra.run.dir={out}")
+    done = cli(f"input={folder}", *small_models, f"detect/model={detector}", f"backend={backend}",
+               f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={out}")
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     failed = {f["id"]: f["error"] for f in manifest["failed"]}
@@ -150,6 +151,8 @@ def test_degenerate_images_are_a_failed_item_or_a_result_and_the_others_are_writ
     for name, error in failed.items():  # one line that names the input and what went wrong
         assert "\n" not in error and name in error and "cannot process" in error, error
     assert GOOD[0].name in written
+    if backend == "pytorch":  # MMDetection's resize makes a side of 0 px: its own pre-processing refuses them
+        assert {"wide_5000x1.png", "tall_1x5000.png", "wide_3000x2.png"} <= set(failed)
 
 
 BOX = {"image_id": 785, "category_id": 1, "score": 0.9}
@@ -181,3 +184,48 @@ def test_boxes_from_a_file_are_checked_before_any_model_runs(make_checkpoint, tm
     message = str(refused.value)
     assert f"detections file {path}" in message and expected in message and "\n" not in message, message
     assert forwards == {} and not (tmp_path / "out" / "predictions").exists()
+
+
+def _raise_out_of_memory(self, *args):
+    raise RuntimeError("CUDA error: out of memory (injected)")
+
+
+@pytest.mark.parametrize("what,network", [
+    ("one image", "runner.native.topdown.NativeTopdown._infer"),
+    ("two images", "runner.native.topdown.NativeTopdown._infer"),
+    ("a video, detect.every=2", "runner.native.detector.NativeDetector._run"),
+])
+def test_a_failing_network_stops_the_run_whatever_the_batch(small_models, tmp_path, monkeypatch, what, network):
+    """Only what an input's own pre-processing cannot take is the input's fault:
+    the network failing (a bug, out of memory, a CUDA error) stops the run as
+    `error`, with a batch of one (one image; a video's frames with detect.every)
+    as with many; it is never a column of failed items."""
+    monkeypatch.setattr(network, _raise_out_of_memory)
+    video = GOOD[0].parent.parent / "video" / "demo.mp4"
+    source = {"one image": GOOD[0], "two images": folder_of(tmp_path, "photos", good=2), "a video, detect.every=2":
+              video}[what]
+    more = ["detect.every=2", "max_frames=3"] if "video" in what else ["detect/model=whole_image"]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        runner.run(recipe="body_rtmpose", input=source, output_dir=tmp_path / "out",
+                   overrides=[*small_models, *more, f"cache.dir={tmp_path / 'cache'}"])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "error" and "out of memory (injected)" in manifest["error"]
+    assert manifest["failed"] == []
+
+
+def test_what_a_models_own_pre_processing_cannot_take_fails_alone_in_a_batch(small_models, tmp_path, monkeypatch):
+    """The crop of one box failing (an OpenCV error injected for the second
+    image's box) fails that image; the batch's other boxes are computed."""
+    from runner.native import topdown
+    crop, height = topdown.topdown_crop, cv2.imread(str(GOOD[1])).shape[0]
+
+    def failing_for_one(image, box, *args):
+        if image.shape[0] == height:
+            raise cv2.error("warpAffine: injected")
+        return crop(image, box, *args)
+    monkeypatch.setattr(topdown, "topdown_crop", failing_for_one)
+    result = runner.run(recipe="body_rtmpose", input=folder_of(tmp_path, "photos", good=3), output_dir=tmp_path / "out",
+                        overrides=[*small_models, "detect/model=whole_image", f"cache.dir={tmp_path / 'cache'}"])
+    assert [f["id"] for f in result.failed] == [GOOD[1].name]
+    assert "pose cannot process" in result.failed[0]["error"] and "warpAffine: injected" in result.failed[0]["error"]
+    assert result.manifest["status"] == "failed" and result.stages["pose"]["computed"] == 2
