@@ -57,7 +57,7 @@ class RunContext:
 
     def __init__(self, cfg: DictConfig, out_dir: Path | None, environment: dict | None = None):
         self.cfg = cfg
-        self.outputs = RunFolder(out_dir) if out_dir is not None else None
+        self.outputs = RunFolder(out_dir, video_files(cfg)) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
         cache_dir = Path(str(cfg.cache.dir)).expanduser()
@@ -120,6 +120,12 @@ class RunContext:
         return self.checkpoints[role]
 
 
+def video_files(cfg: DictConfig) -> tuple[str, ...]:
+    """The files a run names after a video besides its predictions (runner.outputs.RunFolder.name_error)."""
+    table = {"csv": ("{name}.csv",), "parquet": ("{name}.parquet",)}.get(str(cfg.export.table), ())
+    return table + (("{stem}_000000000000_keypoints.json",) if cfg.export.openpose else ())
+
+
 def steps(cfg: DictConfig) -> list[str]:
     """The recipe's steps, and those the config turns on: track and smooth
     after pose (smoothing and per-track outputs need tracks), evaluate last."""
@@ -151,13 +157,15 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
     folder = None if cfg.output.dir is None else Path(str(cfg.output.dir))
     dry = bool(cfg.dry_run)
     run = Run(cfg, None if dry else folder, keep_records, environment)
-    write_to = folder
-    if dry and folder is not None and check_run_folder(folder) is not None:
-        write_to = None  # a dry run never touches a run's files
+    # The manifest goes to a dry run's folder unless it holds a run (a dry run never
+    # touches a run's files), to a run's once it is this run's (a refused take-over
+    # leaves the earlier run's manifest as it was).
+    write_to = folder if dry and folder is not None and check_run_folder(folder) is None else None
     status, error = "interrupted", None
     try:
         if folder is not None and not dry:
             run.previous = claim_run_folder(folder)
+            write_to = folder
             atomic.write_json(folder / "manifest.json", run.manifest("running", None), indent=2)
         run.go()
         status = "failed" if run.failed else "ok"
@@ -229,8 +237,10 @@ class Run:
             items = prefetch(item for item in source if in_shard(self.cfg, item))
             every = self._detect_every()
             framewise = self.stages[:self.stages.index(self._pose) + 1] if every else []
+            outputs = self.ctx.outputs
             while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
-                records = [Record(item, error=item.error) for item in chunk]
+                records = [Record(item, error=item.error or (outputs.name_error(item.name, item.frame_index is not None)
+                                                             if outputs is not None else None)) for item in chunk]
                 for record in records if every else []:  # detect and pose frame by frame: each needs the last
                     every.before(record)
                     for stage in framewise:

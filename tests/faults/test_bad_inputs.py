@@ -229,3 +229,34 @@ def test_what_a_models_own_pre_processing_cannot_take_fails_alone_in_a_batch(sma
     assert [f["id"] for f in result.failed] == [GOOD[1].name]
     assert "pose cannot process" in result.failed[0]["error"] and "warpAffine: injected" in result.failed[0]["error"]
     assert result.manifest["status"] == "failed" and result.stages["pose"]["computed"] == 2
+
+
+def test_a_name_too_long_for_the_filesystem_is_a_failed_item_and_the_others_are_written(small_models, tmp_path):
+    """The longest name whose files fit is written; one byte more than the file
+    system takes (its predictions file, NAME.json) is a failed item naming the limit."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    folder = folder_of(tmp_path, "long", good=1)
+    fits = "a" * (limit - len(".jpg.json")) + ".jpg"  # predictions/<fits>.json is exactly the limit
+    over = "b" * (limit - len(".jpg.json") + 1) + ".jpg"
+    shutil.copy(GOOD[1], folder / fits)
+    shutil.copy(GOOD[2], folder / over)
+    out = tmp_path / "run"
+    done = cli(f"input={folder}", *small_models, "detect/model=whole_image", f"cache.dir={tmp_path / 'cache'}",
+               f"hydra.run.dir={out}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    (failed,) = json.loads((out / "manifest.json").read_text())["failed"]
+    assert failed["id"] == over and "\n" not in failed["error"]
+    assert f"{limit + 1} bytes, over the {limit} this file system takes" in failed["error"], failed["error"]
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(f"{n}.json" for n in (GOOD[0].name, fits))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted([GOOD[0].name, fits])
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary file left behind
+
+
+def test_an_overlay_video_codec_this_opencv_cannot_write_is_one_line_before_any_frame(small_models, tmp_path):
+    video = GOOD[0].parent.parent / "video" / "demo.mp4"
+    out = tmp_path / "run"
+    line = one_line(cli(f"input={video}", *small_models, "output.video_fourcc=zzzz", "max_frames=2",
+                        f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"))
+    assert "output.video_fourcc=zzzz: this OpenCV cannot write an .mp4 video with it" in line
+    assert "output.video_fourcc=mp4v" in line
+    assert json.loads((out / "manifest.json").read_text())["stages"]["detect"]["units"] == 0
