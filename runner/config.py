@@ -301,6 +301,7 @@ def quote(value: str) -> str:
 def check_folders(args: list[str]) -> None:
     """hydra.run.dir / hydra.sweep.dir, checked before Hydra writes into them:
     a file, or a folder that holds anything but a run of ours, is refused."""
+    from runner import atomic
     from runner.outputs import check_run_folder
     for arg in args:
         key, _, value = arg.partition("=")
@@ -311,6 +312,9 @@ def check_folders(args: list[str]) -> None:
                 check_run_folder(folder)
             elif folder.exists() and not folder.is_dir():
                 raise RunnerError(f"hydra.sweep.dir={value} is a file: pass a folder")
+            elif not atomic.writable(folder):
+                raise RunnerError(f"hydra.sweep.dir={value} cannot be written (a read-only file system, or no "
+                                  "permission): pass a folder you can write")
 
 
 def command_line(args: list[str]) -> list[str]:
