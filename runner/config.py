@@ -69,17 +69,13 @@ def typed_overrides(overrides) -> list[str]:
             continue
         values = list(value.list) if isinstance(value, ChoiceSweep) else [value]
         kind, rule = TYPED[key]
-        if kind == "bool":
-            bad = next((v for v in values if not isinstance(v, bool) and not (v is None and rule.good(None))), "-")
-            if bad != "-":
-                raise RunnerError(f"{key}={_shown(bad)} is not {rule.what}")
+        bad = [v for v in values if not isinstance(v, bool) and not (v is None and rule.good(None))]
+        if kind == "bool" and bad:
+            raise RunnerError(f"{key}={_shown(bad[0])} is not {rule.what}")
+        if kind == "bool" or not any(isinstance(v, float) and v.is_integer() for v in values):
             out.append(text)
             continue
-        whole = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
-        if whole == values and all(type(a) is type(b) for a, b in zip(whole, values)):
-            out.append(text)
-            continue
-        shown = ",".join(_shown(v) for v in whole)
+        shown = ",".join(_shown(v) for v in values)  # 1e3 -> 1000
         simple = not isinstance(value, ChoiceSweep) or value.simple_form
         out.append(f"{parsed.get_key_element()}={shown if simple else f'choice({shown})'}")
     return out

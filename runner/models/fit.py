@@ -80,10 +80,8 @@ def misfit(config: str, library: str, state: dict) -> Misfit | None:
 @functools.lru_cache(maxsize=16)
 def _checked(checkpoint: str, sha256: str, config: str, library: str, owner: str) -> Misfit | None:
     """misfit() of a checkpoint file, once per process (by content: `sha256`)."""
-    from runner.checkpoints.safe_load import load_checkpoint_file, refused_globals_explained
-    with refused_globals_explained(checkpoint, owner):
-        state = load_checkpoint_file(checkpoint)
-    return misfit(config, library, state)
+    from runner.checkpoints.safe_load import load_checkpoint_file
+    return misfit(config, library, load_checkpoint_file(checkpoint, owner=owner))
 
 
 def fitting_entry(checkpoint: str, group: str, entry) -> str | None:
