@@ -18,7 +18,6 @@ import numpy as np
 
 from runner.blame import InputsFailed
 from runner.cache import EntryKey, Store
-from runner.errors import RunnerError
 from runner.inputs import BadItem, Item
 from runner.versions import versions
 

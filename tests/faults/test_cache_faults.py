@@ -4,7 +4,6 @@ entry once, and the cache commands count everything the cache holds."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
