@@ -9,7 +9,7 @@ import logging
 import sys
 
 from runner import signals
-from runner.config import compose_run, help_text, single_run, validate_cli
+from runner.config import command_line, compose_run, help_text, single_run, validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
 from runner.schema import local_cache_dir
@@ -36,6 +36,7 @@ def main() -> None:
         print(help_text())
         return
     try:
+        sys.argv[1:] = args = command_line(args)  # as Hydra's app reads it too
         if single_run(args):
             sys.exit(run_once(args))
         cfg = validate_cli(args)

@@ -41,7 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     `path` in one rename, so readers see the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = temporary_beside(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
     try:
         yield tmp
@@ -50,6 +50,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new name in `path`'s folder for a file that becomes `path` by a rename:
+    short and of fixed length (21 bytes), so any name the file system takes
+    for `path` has a temporary one it takes too."""
+    return path.with_name(f".{secrets.token_hex(8)}.tmp")
 
 
 @contextlib.contextmanager

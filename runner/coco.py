@@ -21,7 +21,12 @@ class ImageIds:
 
     def __init__(self, images: list[dict], source: str):
         self.source = source
-        self.by_path = {str(PurePosixPath(im["file_name"])): im["id"] for im in images}
+        self.by_path: dict = {}
+        for im in images:
+            path = str(PurePosixPath(im["file_name"]))
+            if self.by_path.setdefault(path, im["id"]) != im["id"]:  # its annotations would go to one id only
+                raise RunnerError(f"{source} names {path} under two image ids ({self.by_path[path]} and {im['id']}): "
+                                  "a COCO file has one id per image; remove the extra entry from its `images`")
         self.by_base: dict[str, list[str]] = {}
         for path in self.by_path:
             self.by_base.setdefault(PurePosixPath(path).name, []).append(path)

@@ -30,6 +30,7 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
             raise RunnerError(f"{override.split('=', 1)[0]}: pose-runner takes no new keys (`+` adds one) but "
                               f"+download.checkpoints.NAME=PATH; python -m runner --help lists every key")
 
+    overrides = typed_overrides(overrides)
     schema.register()
     try:
         if GlobalHydra.instance().is_initialized():  # inside Hydra's app (a sweep's end): its search path is ours
@@ -38,7 +39,76 @@ def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig
             return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as err:
         failure = err
-    raise RunnerError(_wrong_type(failure) or one_line(failure)) from None
+    raise RunnerError(_wrong_type(failure) or _yaml_syntax(failure) or _left_out(failure, overrides)
+                      or one_line(failure)) from None
+
+
+# Keys whose overrides are held to the schema's type before Hydra sees them:
+# OmegaConf takes 1, 0, yes and 2 for a boolean, and refuses 1e3 for a whole number.
+TYPED = {name: ("bool" if "bool" in str(kind) else "int", rule) for name, kind, _, _, rule in schema.keys()
+         if str(kind) in ("bool", "Optional[bool]", "int", "Optional[int]")}
+
+
+def typed_overrides(overrides) -> list[str]:
+    """The overrides, each of a boolean key true or false (or null where the
+    key takes it), else one line; a whole-number key's integral float (1e3,
+    also in a sweep's list) written as the whole number."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, Sweep
+    out = []
+    for text in overrides:
+        key = text.lstrip("+~").split("=", 1)[0]
+        if key not in TYPED or "=" not in text:
+            out.append(text)
+            continue
+        try:
+            (parsed,) = OverridesParser.create().parse_overrides([text])
+        except Exception:  # composing says what is wrong with it
+            out.append(text)
+            continue
+        value = parsed.value()
+        if isinstance(value, Sweep) and not isinstance(value, ChoiceSweep):
+            out.append(text)  # a range or interval: the sweeper's values are checked per job
+            continue
+        values = list(value.list) if isinstance(value, ChoiceSweep) else [value]
+        kind, rule = TYPED[key]
+        bad = [v for v in values if not isinstance(v, bool) and not (v is None and rule.good(None))]
+        if kind == "bool" and bad:
+            raise RunnerError(f"{key}={_shown(bad[0])} is not {rule.what}")
+        if kind == "bool" or not any(isinstance(v, float) and v.is_integer() for v in values):
+            out.append(text)
+            continue
+        shown = ",".join(_shown(v) for v in values)  # 1e3 -> 1000
+        simple = not isinstance(value, ChoiceSweep) or value.simple_form
+        out.append(f"{parsed.get_key_element()}={shown if simple else f'choice({shown})'}")
+    return out
+
+
+def _yaml_syntax(err: Exception) -> str | None:
+    """A YAML file (a recipe, a model entry) that does not parse: its file and line."""
+    import yaml
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return None
+    mark = err.problem_mark or err.context_mark
+    what = "; ".join(str(w) for w in (err.context, err.problem) if w)
+    return (f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({what}): "
+            "fix the file") if mark is not None else f"a config file is not valid YAML ({what}): fix the file"
+
+
+def _left_out(err: Exception, overrides) -> str | None:
+    """A key of a section the recipe leaves out (pose.camera: 3D hands only)."""
+    if "Unexpected type for root: NoneType" not in str(err):
+        return None
+    sections = schema.optional_sections()
+    for text in overrides:
+        key = text.lstrip("+~").split("=", 1)[0]
+        section = next((s for s in sections if key.startswith(s + ".")), None)
+        if section is not None:
+            users = [f"recipe={r}" for r in options("recipe")
+                     if OmegaConf.select(OmegaConf.load(CONF_DIR / "recipe" / f"{r}.yaml"), section) is not None]
+            return (f"{key}: this recipe has no {section} ({sections[section]}): drop it, or use a recipe that "
+                    f"has one ({', '.join(users)})")
+    return None
 
 
 def _wrong_type(err: Exception) -> str | None:
@@ -90,6 +160,11 @@ def one_line(err: Exception) -> str:
     if key:
         return _unknown_key(key.group(1), text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ambiguous = re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", text)
+    if ambiguous:
+        key, value = ambiguous.groups()
+        return (f"{key}={value}: a comma makes a sweep, which runs with -m; for one value with a comma, quote it: "
+                f"{key}={quote(value)}")
     if "LexerNoViableAltException" in text or "mismatched input" in text or "Error parsing override" in text:
         bad = re.search(r"(?:LexerNoViableAltException|Error parsing override)[: ]+'?([^'\n]+)", text)
         return (f"cannot read the override {bad.group(1).strip() if bad else lines[0]!r}: put values with "
@@ -150,6 +225,20 @@ def check_values(cfg: DictConfig) -> None:
         if not str(OmegaConf.select(cfg, key) or "").strip():
             raise RunnerError(f"{key}= is empty, which would put the cache in the working folder: pass a folder, "
                               "or leave it unset (cache.dir: $POSE_RUNNER_CACHE or ~/.cache/pose-runner)")
+    for role in ("detect", "pose"):
+        model = cfg[role].model
+        if not isinstance(model, DictConfig):
+            raise RunnerError(f"{role}.model={_shown(model)} is not a model entry: choose one with {role}/model=NAME "
+                              f"({', '.join(options(f'{role}/model'))})")
+        for name, rule in schema.MODEL_KEYS.items():
+            value = model.get(name) if not OmegaConf.is_missing(model, name) else None
+            if not rule.good(value):
+                raise RunnerError(f"{role}.model.{name}={_shown(value)} is not {rule.what}")
+    if "pose" in cfg.recipe.steps and cfg.pose.flip_test:
+        from runner.families import family
+        if not family(str(cfg.pose.model.family)).has_flip_test:
+            raise RunnerError(f"pose.flip_test=true: pose/model={cfg.pose.model.name} has no flip test (the "
+                              f"{cfg.pose.model.family} family runs one pass): pass pose.flip_test=null or false")
     if int(cfg.shard.index) >= int(cfg.shard.count):
         raise RunnerError(f"shard.index={cfg.shard.index} is not below shard.count={cfg.shard.count}: shards are "
                           "numbered from 0")
@@ -159,18 +248,59 @@ def check_values(cfg: DictConfig) -> None:
         raise RunnerError("detect/model=gt takes its boxes from eval.ann_file: pass eval.ann_file=FILE"
                           if entry.name == "gt" else
                           "detect/model=from_file needs a file: pass detect.model.path=FILE (COCO results JSON)")
-    for role in ("detect", "pose"):
-        model = cfg[role].model
-        if role in cfg.recipe.steps and str(model.family).startswith("onnx") and OmegaConf.is_missing(model, "path"):
-            raise RunnerError(f"{role}/model={model.name} is an ONNX model file: pass {role}.model.path=FILE.onnx")
+    onnx_roles = [role for role in ("detect", "pose")
+                  if role in cfg.recipe.steps and str(cfg[role].model.family).startswith("onnx")]
+    for role in onnx_roles:
+        if model_file(cfg, role) is None:
+            raise RunnerError(f"{role}/model={cfg[role].model.name} is an ONNX model file: pass "
+                              f"{role}.model.path=FILE.onnx")
+    chosen = cfg.download.get("checkpoints") or {}
+    if len(onnx_roles) == 2 and cfg.detect.model.name == cfg.pose.model.name and cfg.pose.model.name in chosen:
+        name = cfg.pose.model.name
+        raise RunnerError(f"+download.checkpoints.{name} would be both the detector's and the pose model's file: "
+                          "pass detect.model.path=FILE.onnx and pose.model.path=FILE.onnx")
     unknown = [str(s) for s in cfg.recipe.steps if str(s) not in schema.STEPS]
     if unknown:
         raise RunnerError(f"recipe step {unknown[0]!r} is not known: steps are {', '.join(schema.STEPS)}")
     from runner.checkpoints.download import is_url  # a model file may be a URL (MediaPipe's official files)
     for key, what in FILE_KEYS.items():
-        value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
-        if value is not None and not is_url(str(value)) and not Path(str(value)).expanduser().is_file():
+        onnx = key.split(".")[0] in onnx_roles
+        if onnx:
+            key, value = model_file_key(cfg, key.split(".")[0]), model_file(cfg, key.split(".")[0])
+        else:
+            value = OmegaConf.select(cfg, key, default=None) if not OmegaConf.is_missing(cfg, key) else None
+        path = Path(str(value)).expanduser() if value is not None else None
+        if path is not None and is_url(str(value)):
+            continue
+        if path is not None and path.is_dir():
+            raise RunnerError(f"{key}={value} is a folder: pass the {'.onnx ' if onnx else ''}file in it ({what})")
+        if path is not None and not path.is_file():
             raise RunnerError(f"{key}={value} does not exist: pass {key}=FILE ({what})")
+
+
+def model_file_key(cfg: DictConfig, role: str) -> str:
+    """The key that names an ONNX model entry's file: +download.checkpoints.NAME
+    (as a sweep gives each model its weights) when set, else ROLE.model.path."""
+    name = str(cfg[role].model.name)
+    return f"download.checkpoints.{name}" if name in (cfg.download.get("checkpoints") or {}) else f"{role}.model.path"
+
+
+def model_file(cfg: DictConfig, role: str) -> str | None:
+    """An ONNX model entry's file (model_file_key's value), None when not given."""
+    key = model_file_key(cfg, role)
+    if key.startswith("download."):
+        return str(cfg.download.checkpoints[str(cfg[role].model.name)])
+    model = cfg[role].model
+    return None if OmegaConf.is_missing(model, "path") or model.path is None else str(model.path)
+
+
+def use_model_files(cfg: DictConfig) -> None:
+    """An ONNX model entry's file given as +download.checkpoints.NAME is its
+    path (every reader of ROLE.model.path, and its checkpoint, sees it)."""
+    for role in ("detect", "pose"):
+        if str(cfg[role].model.get("family")).startswith("onnx") and model_file_key(cfg, role).startswith("download."):
+            with open_dict(cfg):
+                cfg[role].model.path = model_file(cfg, role)
 
 
 def quote(value: str) -> str:
@@ -181,6 +311,7 @@ def quote(value: str) -> str:
 def check_folders(args: list[str]) -> None:
     """hydra.run.dir / hydra.sweep.dir, checked before Hydra writes into them:
     a file, or a folder that holds anything but a run of ours, is refused."""
+    from runner import atomic
     from runner.outputs import check_run_folder
     for arg in args:
         key, _, value = arg.partition("=")
@@ -191,6 +322,38 @@ def check_folders(args: list[str]) -> None:
                 check_run_folder(folder)
             elif folder.exists() and not folder.is_dir():
                 raise RunnerError(f"hydra.sweep.dir={value} is a file: pass a folder")
+            elif not atomic.writable(folder):
+                raise RunnerError(f"hydra.sweep.dir={value} cannot be written (a read-only file system, or no "
+                                  "permission): pass a folder you can write")
+
+
+def command_line(args: list[str]) -> list[str]:
+    """The command line as Hydra is to read it: overrides held to the
+    schema's types (typed_overrides), and output.dir, the run folder, said as
+    Hydra says it: hydra.run.dir for one run, hydra.sweep.dir for a sweep
+    (whose jobs write DIR/0, DIR/1, ...)."""
+    sweep = bool(set(args) & HYDRA_FLAGS_WE_CHECK)
+    given = [a for a in args if a.split("=", 1)[0] == "output.dir"]
+    if not given:
+        return typed_overrides(args)
+    value = given[-1].split("=", 1)[1]
+    hydra_key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    other = next((a.split("=", 1)[1] for a in args if a.startswith(hydra_key + "=")), None)
+    if sweep and _swept(given[-1]):
+        raise RunnerError(f"output.dir={value}: a sweep has one output.dir, its jobs' folders are DIR/0, DIR/1, ...: "
+                          "pass one folder (quote a name with a comma: output.dir='a,b')")
+    if other is not None and other != value:
+        raise RunnerError(f"output.dir={value} and {hydra_key}={other} name two run folders: pass one of them")
+    rest = [a for a in args if a not in given and not a.startswith(hydra_key + "=")]
+    return typed_overrides(rest + [f"{hydra_key}={value}"])
+
+
+def _swept(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    try:
+        return OverridesParser.create().parse_overrides([override])[0].is_sweep_override()
+    except Exception:  # composing says what is wrong with it
+        return False
 
 
 def single_run(args: list[str]) -> bool:

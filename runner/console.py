@@ -3,6 +3,7 @@ libraries' chatter."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -32,6 +33,23 @@ def silence_library_noise() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # NNCF imports torch.utils.cpp_extension, which warns that a CPU-only machine has no CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Keep what native libraries print straight to the process's stderr
+    (FFmpeg's and OpenCV's complaints about a codec) off the console, while
+    a probe whose result we say in our own words runs."""
+    import sys
+    sys.stderr.flush()
+    kept = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(kept, 2)
+        os.close(kept)
 
 
 def keep_library_files_in(cache_dir: Path) -> None:

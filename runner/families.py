@@ -56,6 +56,11 @@ class Family:
         return (self.reference or self.native).unit
 
     @property
+    def has_flip_test(self) -> bool:
+        """pose.flip_test=true can be honoured (its estimators run MMPose's flip test, or do as it does)."""
+        return getattr(self.reference or self.native, "has_flip_test", False)
+
+    @property
     def makes_boxes(self) -> bool:
         """Its model finds the boxes others take (a detector)."""
         return getattr(self.reference or self.native, "makes_boxes", False)

@@ -45,7 +45,7 @@ class TableWriter:
 
     def __init__(self, path: Path, kind: str):
         self.path, self.kind, self.rows = path, kind, 0
-        self.tmp = path.with_name(f".{path.name}.part")
+        self.tmp = atomic.temporary_beside(path)
         self._parquet = None
 
     def add(self, columns: dict[str, np.ndarray]) -> None:

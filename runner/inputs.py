@@ -115,6 +115,7 @@ class Source:
     (a video cut short), one line each, known once the stream has ended."""
     kind: str = ""
     name: str = ""
+    has_videos: bool = True  # whether it may give video frames (an overlay video is written of them)
     warnings: list[str]
 
     def __iter__(self) -> Iterator[Item]:
@@ -152,6 +153,10 @@ class Files(Source):
 
     def __len__(self) -> int:
         return len(self.paths)  # files: a video counts once
+
+    @property
+    def has_videos(self) -> bool:
+        return any(path.suffix.lower() in VIDEO_EXTS for path in self.paths)
 
     def names(self) -> list[str]:
         """The inputs' names (paths relative to the folder), known before reading any."""

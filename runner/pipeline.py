@@ -17,7 +17,7 @@ from tqdm import tqdm
 from runner import atomic, console, objects, signals
 from runner.cache import Store
 from runner.checkpoints.download import Checkpoint, CheckpointResolver, file_name_of
-from runner.config import check_values
+from runner.config import check_values, use_model_files
 from runner.errors import RunnerError
 from runner.families import MODEL_STEPS, build_stage, family
 from runner.hashing import FileHasher
@@ -63,7 +63,7 @@ class RunContext:
 
     def __init__(self, cfg: DictConfig, out_dir: Path | None, environment: dict | None = None):
         self.cfg = cfg
-        self.outputs = RunFolder(out_dir) if out_dir is not None else None
+        self.outputs = RunFolder(out_dir, video_files(cfg)) if out_dir is not None else None
         self.dry_run = bool(cfg.dry_run)
         self.refresh = bool(cfg.cache.refresh)
         atomic.set_lock_kind(str(cfg.cache.lock))
@@ -147,6 +147,12 @@ def open_store(cache_dir: str, lock_timeout_s: float) -> Store:
     return Store(folder / "stages", lock_timeout_s)
 
 
+def video_files(cfg: DictConfig) -> tuple[str, ...]:
+    """The files a run names after a video besides its predictions (runner.outputs.RunFolder.name_error)."""
+    table = {"csv": ("{name}.csv",), "parquet": ("{name}.parquet",)}.get(str(cfg.export.table), ())
+    return table + (("{stem}_000000000000_keypoints.json",) if cfg.export.openpose else ())
+
+
 def steps(cfg: DictConfig) -> list[str]:
     """The recipe's steps, and those the config turns on: track and smooth
     after pose (smoothing and per-track outputs need tracks), evaluate last."""
@@ -181,14 +187,16 @@ def execute(cfg: DictConfig, keep_records: bool = True, environment: dict | None
     folder = None if cfg.output.dir is None else Path(str(cfg.output.dir))
     dry = bool(cfg.dry_run)
     run = Run(cfg, None if dry else folder, keep_records, environment, recorded)
-    write_to = folder
-    if dry and folder is not None and check_run_folder(folder) is not None:
-        write_to = None  # a dry run never touches a run's files
+    # The manifest goes to a dry run's folder unless it holds a run (a dry run never
+    # touches a run's files), to a run's once it is this run's (a refused take-over
+    # leaves the earlier run's manifest as it was).
+    write_to = folder if dry and folder is not None and check_run_folder(folder) is None else None
     status, error = "interrupted", None
     shared = not dry and int(cfg.shard.count) > 1 and objects.is_url(str(cfg.cache.dir))
     try:
         if folder is not None and not dry:
             run.previous = claim_run_folder(folder)
+            write_to = folder
             atomic.write_json(folder / "manifest.json", run.manifest("running", None), indent=2)
         if shared:  # a shard whose cache is a bucket: its merge reads its manifest there
             publish(cfg, run.manifest("running", None), folder)
@@ -242,6 +250,7 @@ class Run:
 
     def go(self) -> None:
         cfg = self.cfg
+        use_model_files(cfg)
         check_values(cfg)
         self.ctx = ctx = RunContext(cfg, self.out_dir, self.environment)
         set_up = self.set_up
@@ -271,8 +280,10 @@ class Run:
             items = prefetch(item for item in source if in_shard(self.cfg, item))
             every = self._detect_every()
             framewise = self.stages[:self.stages.index(self._pose) + 1] if every else []
+            outputs = self.ctx.outputs
             while chunk := list(itertools.islice(items, CHUNK_ITEMS)):
-                records = [Record(item, error=item.error) for item in chunk]
+                records = [Record(item, error=item.error or (outputs.name_error(item.name, item.frame_index is not None)
+                                                             if outputs is not None else None)) for item in chunk]
                 for record in records if every else []:  # detect and pose frame by frame: each needs the last
                     every.before(record)
                     for stage in framewise:

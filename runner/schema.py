@@ -34,6 +34,10 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 FRACTION = Rule(lambda v: _number(v) and 0 <= v <= 1, "a number between 0 and 1")
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false")
 
@@ -43,8 +47,7 @@ def positive(what: str = "a positive number") -> Rule:
 
 
 def whole(least: int, what: str, none_ok: bool = False) -> Rule:
-    return Rule(lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least),
-                what)
+    return Rule(lambda v: (none_ok and v is None) or (_whole(v) and v >= least), what)
 
 
 def one_of(*choices, what: str | None = None, lower: bool = False) -> Rule:
@@ -59,6 +62,35 @@ def numbers(*lengths: int, what: str) -> Rule:
         values = list(v) if not isinstance(v, (int, float, str)) else [v]
         return len(values) in lengths and all(_number(x) for x in values)
     return Rule(good, what)
+
+
+def _items(count: int, good: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A list (a ListConfig too) of `count` values that are each good, or null."""
+    def check(v) -> bool:
+        if v is None:
+            return True
+        if isinstance(v, (str, bytes, int, float, dict)) or not hasattr(v, "__len__"):
+            return False
+        return len(v) == count and all(good(x) for x in v)
+    return check
+
+
+def _scalar(good: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or good(v)
+
+
+# The model entries' own keys (detect.model.*, pose.model.*): set by the registry's
+# YAML files and, for ONNX model files, by the user (null: read from the file).
+MODEL_KEYS = {
+    "input_size": Rule(_items(2, lambda x: _whole(x) and x > 0), "[w, h]: two positive whole numbers of pixels, "
+                                                                   "or null"),
+    "mean": Rule(_items(3, _number), "three numbers (one per colour channel), or null"),
+    "std": Rule(_items(3, lambda x: _number(x) and x > 0), "three positive numbers, or null"),
+    "simcc_split_ratio": Rule(_scalar(lambda v: _number(v) and v > 0), "a positive number, or null"),
+    "num_keypoints": Rule(_scalar(lambda v: _whole(v) and v > 0), "a positive whole number, or null"),
+    "pad_val": Rule(_scalar(lambda v: _number(v) and 0 <= v <= 255), "a pixel value from 0 to 255, or null"),
+    "bgr_to_rgb": Rule(_scalar(lambda v: isinstance(v, bool)), "true, false or null"),
+}
 
 
 def key(default, help: str, rule: Rule | None = None):
@@ -171,10 +203,14 @@ OmegaConf.register_new_resolver("local_dir", lambda cache_dir: str(local_cache_d
 
 @dataclass
 class Output:
-    dir: str = key("${hydra:runtime.output_dir}", "the run folder (hydra.run.dir)")
+    dir: str = key("${hydra:runtime.output_dir}", "the run folder (on the command line: as hydra.run.dir; in a sweep, "
+                                                     "the sweep's folder, as hydra.sweep.dir: job N writes DIR/N)")
     overlay_ext: str = key("jpg", "the overlays' image format",
                            one_of(*OVERLAY_FORMATS, lower=True))
-    video_fourcc: str = key("mp4v", "the overlay video's codec (OpenCV FourCC)")
+    video_fourcc: str = key("mp4v", "the overlay video's codec (OpenCV FourCC; one this OpenCV can write to .mp4 "
+                                    "is checked before any image is read)",
+                            Rule(lambda v: isinstance(v, str) and len(v) == 4 and v.isascii() and v.isprintable(),
+                                 "four characters (an OpenCV FourCC such as mp4v)"))
 
 
 @dataclass
@@ -290,6 +326,18 @@ def keys(node: type = Config, prefix: str = ""):
         else:
             rule = f.metadata.get("rule") or (BOOL if f.type in ("bool", bool) else None)
             yield name, f.type, default, f.metadata.get("help", ""), rule
+
+
+def optional_sections(node: type = Config, prefix: str = "") -> dict[str, str]:
+    """The sections that are null unless a recipe sets them (pose.camera), with their meaning."""
+    found = {}
+    for f in fields(node):
+        inner = _dataclass_of(f.type)
+        if inner is not None and f.default is None:
+            found[prefix + f.name] = f.metadata.get("help", "")
+        elif inner is not None:
+            found.update(optional_sections(inner, prefix + f.name + "."))
+    return found
 
 
 def _dataclass_of(annotation) -> type | None:

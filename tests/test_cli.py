@@ -2,6 +2,7 @@
 errors for bad input, bad names and bad keys."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 import runner
-from conftest import COCO, ROOT
+from conftest import COCO, DATA, ROOT
 from runner.config import compose_config
 from runner.errors import RunnerError
 
@@ -48,6 +49,84 @@ def test_help_lists_recipes_and_models():
 def test_bad_names_and_keys_fail_in_one_line(args, expected):
     line = error_line(cli(*args))
     assert expected in line
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["input=a,b"], "input=a,b: a comma makes a sweep, which runs with -m; for one value with a comma, quote it: "
+                    "input='a,b'"),
+    (["input=x", "dry_run=1"], "dry_run=1 is not true or false"),
+    (["input=x", "dry_run=yes"], "dry_run=yes is not true or false"),
+    (["input=x", "show=2"], "show=2 is not true or false"),
+    (["input=x", "-m", "cache.refresh=true,0"], "cache.refresh=0 is not true or false"),
+    (["input=x", "pose.flip_test=0"], "pose.flip_test=0 is not true, false or null"),
+    (["input=x", "detect/model=onnx", "detect.model.path={folder}"],
+     "detect.model.path={folder} is a folder: pass the .onnx file in it"),
+    (["input=x", "pose/model=onnx", "pose.model.path={folder}"],
+     "pose.model.path={folder} is a folder: pass the .onnx file in it"),
+    (["input=x", "pose/model=onnx", "+download.checkpoints.onnx={folder}"],
+     "download.checkpoints.onnx={folder} is a folder: pass the .onnx file in it"),
+    (["input=x", "detect/model=onnx", "pose/model=onnx", "+download.checkpoints.onnx=x.onnx"],
+     "+download.checkpoints.onnx would be both the detector's and the pose model's file"),
+    (["input={folder}/nowhere", "max_frames=1e3", "detect.batch_size=2e0"], "{folder}/nowhere does not exist"),
+])
+def test_words_of_a_bad_value(tmp_path, args, expected):
+    line = error_line(cli(*(a.format(folder=tmp_path) for a in args), f"cache.dir={tmp_path / 'c'}",
+                          f"hydra.run.dir={tmp_path / 'run'}"))
+    assert expected.format(folder=tmp_path) in line
+
+
+def test_a_whole_number_written_as_a_float_is_that_number():
+    from runner.config import command_line
+    assert compose_config(["input=x", "detect.batch_size=1e3", "max_frames=2.0"]).detect.batch_size == 1000
+    assert command_line(["-m", "detect.batch_size=1e3,8", "pose.batch_size=choice(2e1,4)", "input=x"]) == \
+        ["-m", "detect.batch_size=1000,8", "pose.batch_size=choice(20,4)", "input=x"]
+    with pytest.raises(RunnerError, match="detect.batch_size=2.5 is not a positive whole number"):
+        compose_config(["input=x", "detect.batch_size=2.5"])
+
+
+@pytest.mark.parametrize("where", ["recipe", "pose/model"])
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path, monkeypatch, where):
+    import runner.config as config
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf, symlinks=True)
+    shutil.copytree(config.CONF_DIR / "recipe", tmp_path / "recipes")
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    broken = conf / where / ("body_rtmpose.yaml" if where == "recipe" else "rtmpose_m.yaml")
+    broken.write_text(broken.read_text() + "oops: [unclosed, list\nnext: 1\n")
+    lines = broken.read_text().splitlines()
+    with pytest.raises(RunnerError) as refused:
+        compose_config(["input=x"])
+    message = str(refused.value)
+    assert f"{broken.resolve()}, line {len(lines)}, column" in message and "not valid YAML" in message
+    assert "fix the file" in message and "\n" not in message
+
+
+def test_output_dir_is_the_run_folder_of_a_run_and_of_a_sweep(make_checkpoint, tmp_path):
+    pose = make_checkpoint("rtmpose_t")[0]
+    args = [f"input={sorted(COCO.glob('*.jpg'))[0]}", "detect/model=whole_image", "pose/model=rtmpose_t",
+            f"pose.model.checkpoint={pose}", f"cache.dir={tmp_path / 'c'}"]
+    done = cli(*args, f"output.dir={tmp_path / 'one'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "one" / "manifest.json").is_file() and (tmp_path / "one" / "predictions").is_dir()
+    done = cli("-m", *args, f"output.dir={tmp_path / 'sweep'}", "visualize.radius=2,3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.parent.name for p in (tmp_path / "sweep").glob("*/manifest.json")) == ["0", "1"]
+    line = error_line(cli(*args, f"output.dir={tmp_path / 'a'}", f"hydra.run.dir={tmp_path / 'b'}"))
+    assert f"output.dir={tmp_path / 'a'} and hydra.run.dir={tmp_path / 'b'} name two run folders" in line
+
+
+def test_an_onnx_file_given_as_download_checkpoints_runs_as_its_path(make_checkpoint, tmp_path):
+    """README: a sweep across ONNX files may give each as +download.checkpoints.onnx=FILE."""
+    detector = DATA.parent / "weights" / "rtmdet-nano_person_end2end.onnx"
+    out = tmp_path / "run"
+    done = cli(f"input={sorted(COCO.glob('*.jpg'))[0]}", "detect/model=onnx", f"+download.checkpoints.onnx={detector}",
+               "pose/model=rtmpose_t", f"pose.model.checkpoint={make_checkpoint('rtmpose_t')[0]}",
+               f"cache.dir={tmp_path / 'c'}", f"hydra.run.dir={out}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((out / "manifest.json").read_text())
+    assert written["checkpoints"]["detect"]["file"] == str(detector)
+    assert written["stages"]["detect"]["computed"] == 1 and json.loads(
+        (out / "predictions" / "000000000785.jpg.json").read_text())
 
 
 def test_missing_input_is_named(tmp_path):

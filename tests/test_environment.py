@@ -38,7 +38,7 @@ def test_mmdet_and_mmpose_import_with_pinned_versions():
 @pytest.mark.parametrize("name,library", [("rtmdet_m_person", "mmdet"), ("rtmpose_m", "mmpose")])
 def test_models_build_from_configs_inside_the_installed_packages(name, library):
     from runner.models.configs import config_identity, load_config, resolve_config_path
-    from runner.models.fabricate import build_model
+    from runner.models.loading import build_model
     from runner.models.registry import load_entry
 
     entry = load_entry(name)

@@ -204,16 +204,28 @@ def body(make_checkpoint, cache_dir, tmp_path):
     return run
 
 
-def test_gt_boxes_are_the_annotation_boxes_and_the_scores_land_in_metrics_json(body, forwards):
+def mmpose_topdown_instances(ann_file) -> list[dict]:
+    """The ground-truth instances MMPose's own top-down test set makes of an
+    annotation file (BaseCocoStyleDataset: boxes clipped to the image; crowd,
+    keypoint-less and empty-box annotations left out)."""
+    from mmpose.datasets import CocoDataset
+    dataset = CocoDataset(ann_file=str(ann_file), data_mode="topdown", test_mode=True, pipeline=[],
+                          data_prefix=dict(img=""), serialize_data=False)
+    return [dataset.get_data_info(i) for i in range(len(dataset))]
+
+
+def test_gt_boxes_are_mmposes_ground_truth_boxes_and_the_scores_land_in_metrics_json(body, forwards):
     result = body(COCO, "detect/model=gt", f"eval.ann_file={BODY}")
     data = json.loads(BODY.read_text())
     ids = {im["file_name"]: im["id"] for im in data["images"]}
+    theirs = mmpose_topdown_instances(BODY)
+    assert len(theirs) == 12 < len(data["annotations"])  # two annotations without keypoints are left out
     for record in result.records:
-        expected = [[x, y, x + w, y + h] for x, y, w, h in
-                    (a["bbox"] for a in data["annotations"] if a["image_id"] == ids[record["id"]])]
-        np.testing.assert_allclose([i["bbox"] for i in record["instances"]], expected, rtol=1e-6)
+        expected = [i["bbox"][0] for i in theirs if i["img_id"] == ids[record["id"]]]
+        np.testing.assert_array_equal(np.array([i["bbox"] for i in record["instances"]], np.float32).reshape(-1, 4),
+                                      np.array(expected, np.float32).reshape(-1, 4))
         assert all(i["bbox_score"] == 1 for i in record["instances"])
-    assert forwards["TopdownPoseEstimator"] == len(data["annotations"]) and "RTMDet" not in forwards
+    assert forwards["TopdownPoseEstimator"] == len(theirs) and "RTMDet" not in forwards
     saved = json.loads((result.out_dir / "metrics.json").read_text())
     assert saved == result.metrics == result.manifest["metrics"]
     assert saved["main"] == "AP" and saved["kind"] == "coco" and saved["images"]["matched"] == 4
@@ -225,6 +237,37 @@ def test_gt_boxes_are_the_annotation_boxes_and_the_scores_land_in_metrics_json(b
     assert again.metrics["values"] == saved["values"]
     changed = body(COCO, "detect/model=gt", f"eval.ann_file={BODY}", "visualize.kpt_thr=0.5")
     assert changed.stages["evaluate"]["cache_hits"] == 1  # the predictions did not change
+
+
+def test_gt_boxes_are_clipped_to_the_image_and_empty_ones_left_out_as_mmpose_does(body, tmp_path):
+    """Boxes over the image's edge, a box wholly outside it, a crowd region:
+    what MMPose's top-down test set keeps of them, box for box."""
+    data = json.loads(BODY.read_text())
+    first = data["images"][0]
+    extra = [{"bbox": [-20.5, -10.0, 100.0, 80.0]}, {"bbox": [first["width"] - 30.0, 5.0, 90.0, 50.0]},
+             {"bbox": [first["width"] + 10.0, 5.0, 20.0, 20.0]}, {"bbox": [10.0, 10.0, 50.0, 50.0], "iscrowd": 1}]
+    template = next(a for a in data["annotations"] if a["image_id"] == first["id"])
+    for n, more in enumerate(extra):
+        data["annotations"].append({**template, "id": 900000 + n, "iscrowd": 0, **more})
+    path = tmp_path / "edges.json"
+    path.write_text(json.dumps(data))
+    result = body(COCO / first["file_name"], "detect/model=gt", f"eval.ann_file={path}")
+    expected = [i["bbox"][0] for i in mmpose_topdown_instances(path) if i["img_id"] == first["id"]]
+    assert len(expected) == 3  # the annotation's own box and the two clipped ones
+    np.testing.assert_array_equal(np.array([i["bbox"] for i in result.records[0]["instances"]], np.float32),
+                                  np.array(expected, np.float32))
+
+
+def test_an_annotation_file_that_names_one_file_under_two_ids_is_refused(body, tmp_path, forwards):
+    data = json.loads(BODY.read_text())
+    data["images"].append({**data["images"][0], "id": 123456789})  # the same file again, without annotations
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(data))
+    name = data["images"][0]["file_name"]
+    with pytest.raises(RunnerError, match=rf"names {name} under two image ids \({data['images'][0]['id']} and "
+                                          r"123456789\): .*one id per image"):
+        body(COCO, f"eval.ann_file={path}", "detect/model=whole_image")
+    assert forwards == {}  # found out before any model ran
 
 
 def test_a_partial_match_says_how_many_matched(body, tmp_path):

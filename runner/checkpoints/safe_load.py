@@ -90,7 +90,7 @@ def not_a_checkpoint(path, err: BaseException, owner: str) -> NotACheckpointErro
         f"PyTorch checkpoint; delete it and re-run to fetch it again, or point {owner} at a good file")
 
 
-def load_checkpoint_file(path: str | Path, map_location: str = "cpu") -> dict:
+def load_checkpoint_file(path: str | Path, map_location: str = "cpu", owner: str = "the checkpoint") -> dict:
     install_allow_list()
-    with refused_globals_explained(path):
+    with refused_globals_explained(path, owner):
         return torch.load(path, map_location=map_location, weights_only=True)

@@ -9,6 +9,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from runner.blame import each_input
+
 
 class Estimator:
     """A family's model run by MMPose / MMDetection themselves: the reference
@@ -46,12 +48,13 @@ class Estimator:
 
     # -- shared ----------------------------------------------------------------
     def prepare(self, inputs: list) -> list[dict]:
-        """Pre-process images (unit "image") or (image, box) pairs (unit "box")."""
+        """Pre-process images (unit "image") or (image, box) pairs (unit "box");
+        those it cannot take are the inputs' fault (runner.blame)."""
         from mmengine.registry import DefaultScope
         with DefaultScope.overwrite_default_scope(self.scope):
             if self.unit == "box":
-                return [self.preprocess(image, box) for image, box in inputs]
-            return [self.preprocess(image) for image in inputs]
+                return each_input(lambda pair: self.preprocess(*pair), inputs)
+            return each_input(self.preprocess, inputs)
 
     def predict(self, inputs: list) -> list[dict[str, np.ndarray]]:
         return [self.postprocess(s) for s in forward_equal_shapes(self.model, self.prepare(inputs))]

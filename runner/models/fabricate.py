@@ -26,6 +26,7 @@ import torch
 
 from runner import atomic
 from runner.hashing import sha256_bytes
+from runner.models.loading import build_model
 
 _BN = torch.nn.modules.batchnorm._BatchNorm
 
@@ -35,25 +36,6 @@ def synthetic_images(count: int = 4, size: int = 480, seed: int = 0) -> list[np.
     rng = np.random.default_rng(seed)
     return [cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (size * 4 // 3, size),
                        interpolation=cv2.INTER_CUBIC) for _ in range(count)]
-
-
-def build_model(entry, library: str):
-    """The architecture from the entry's config, with no pretrained download."""
-    from mmengine.registry import init_default_scope
-    from runner.models.configs import load_config
-
-    cfg = load_config(entry["config"])
-    if "init_cfg" in cfg.model.get("backbone", {}):
-        cfg.model.backbone.init_cfg = None
-    init_default_scope(cfg.get("default_scope", library))
-    if library == "mmdet":
-        from mmdet.registry import MODELS
-        model = MODELS.build(cfg.model)
-    else:
-        from mmpose.models import build_pose_estimator
-        model = build_pose_estimator(cfg.model)
-    model.cfg = cfg
-    return model
 
 
 def _model_inputs(model, estimator_cls, images: list[np.ndarray]) -> torch.Tensor:

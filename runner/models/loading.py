@@ -56,6 +56,25 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def build_model(entry, library: str):
+    """The architecture from the entry's config, with no pretrained download."""
+    from mmengine.registry import init_default_scope
+    from runner.models.configs import load_config
+
+    cfg = load_config(entry["config"])
+    if "init_cfg" in cfg.model.get("backbone", {}):
+        cfg.model.backbone.init_cfg = None
+    init_default_scope(cfg.get("default_scope", library))
+    if library == "mmdet":
+        from mmdet.registry import MODELS
+        model = MODELS.build(cfg.model)
+    else:
+        from mmpose.models import build_pose_estimator
+        model = build_pose_estimator(cfg.model)
+    model.cfg = cfg
+    return model
+
+
 def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str, owner: str):
     install_allow_list()
     with refused_globals_explained(checkpoint, owner), quiet_openmmlab():
@@ -64,6 +83,13 @@ def _init_pytorch(registry: str, config_spec: str, checkpoint: str, device: str,
             return init_detector(str(resolve_config_path(config_spec)), checkpoint, device=device)
         from mmpose.apis import init_model
         return init_model(str(resolve_config_path(config_spec)), checkpoint, device=device)
+
+
+def refuse_misfit(spec: ExportSpec) -> None:
+    """Never a model (or an export) from a checkpoint of another model (runner/models/fit.py;
+    a run checks it, naming its model entry, before any image is read)."""
+    from runner.models.fit import check_fits
+    check_fits(spec.checkpoint, spec.checkpoint_sha256, spec.config, spec.library, spec.owner)
 
 
 def ensure_export(spec: ExportSpec) -> Path:
@@ -75,6 +101,7 @@ def make_export(spec: ExportSpec, path: Path) -> None:
     """Export the model of `spec` to `path` with its description for the native engine."""
     from runner.backends.export import export
     from runner.native.describe import described_record
+    refuse_misfit(spec)
     model = _init_pytorch(spec.library, spec.config, spec.checkpoint, "cpu", spec.owner)
     with quiet_openmmlab():
         export(model, path, (1, 3, spec.input_size[1], spec.input_size[0]), described_record(spec.config))
@@ -89,6 +116,7 @@ def load_model(spec: ExportSpec, device: str, backend: str = "pytorch", precisio
     `calibration` images, pre-processed by `estimator_cls`."""
     from runner.backends.export import TorchAdapter, swap_network
     from runner.backends.network import Network
+    refuse_misfit(spec)
     model = _init_pytorch(spec.library, spec.config, spec.checkpoint, device, spec.owner)
     if backend == "pytorch":
         if precision == "f32":

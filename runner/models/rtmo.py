@@ -11,6 +11,7 @@ from runner.models.base import Estimator
 
 class BottomupEstimator(Estimator):
     unit = "image"
+    has_flip_test = False  # MMPose's RTMOHead implements none: its predict fails on the flipped features
 
     def preprocess(self, image: np.ndarray, box=None) -> dict:
         """One image, exactly as inference_bottomup builds it (letterboxed to the input size)."""

@@ -10,8 +10,10 @@ from runner.models.base import Estimator
 
 class Topdown:
     """What a top-down pose model's results are, whichever engine runs it:
-    one unit per box, keypoints (K, 2) and keypoint_scores (K,) per unit."""
+    one unit per box, keypoints (K, 2) and keypoint_scores (K,) per unit;
+    MMPose's heads of these (RTMCC, RTMW, InterNet's) implement its flip test."""
     unit = "box"
+    has_flip_test = True
 
     @staticmethod
     def attach(record, slot, raw, cfg) -> None:

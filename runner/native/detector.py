@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner.blame import each_input
 from runner.errors import RunnerError
 from runner.native import COMPUTES_WITH
 from runner.models.mmdet_detector import Detector
@@ -23,7 +24,8 @@ class NativeDetector(Detector):
         logits then the distances; end2end, dets then labels."""
         self.network, self.model, self.order = network, model, order
         # End2end files put NMS in the graph, which runtimes batch unreliably (OpenVINO refuses
-        # MMDeploy's): one image at a time, as MMDeploy and rtmlib run them.
+        # MMDeploy's), and give each image its own number of boxes: they run one image at a
+        # time, as MMDeploy and rtmlib run them (predict).
         self.batch_limit = 1 if model.head == "end2end" else network.fixed_batch()
 
     @staticmethod
@@ -73,11 +75,16 @@ class NativeDetector(Detector):
         """One result per image: every box the model keeps (bboxes (N, 4) xyxy in
         image pixels, scores (N,), labels (N,)), before any threshold of ours."""
         model = self.model
-        boxed = [letterbox(image, model.input_size, model.pad_val) for image in images]
-        found = self._run(normalize([b[0] for b in boxed], model.mean, model.std, model.bgr_to_rgb))
+        boxed = each_input(lambda image: letterbox(image, model.input_size, model.pad_val), images)
+        batch = normalize([b[0] for b in boxed], model.mean, model.std, model.bgr_to_rgb)
+        if model.head == "end2end":  # one image at a time (see __init__): each has its own number of boxes
+            results = []
+            for i in range(len(images)):
+                found = self.network(batch[i:i + 1])
+                results.append(self._end2end([found[k] for k in self.order], 0, boxed[i][1], images[i].shape[:2]))
+            return results
+        found = self._run(batch)
         outputs = [found[k] for k in self.order]
-        if model.head == "end2end":
-            return [self._end2end(outputs, i, boxed[i][1], images[i].shape[:2]) for i in range(len(images))]
         levels = len(model.strides)
         height, width = boxed[0][0].shape[:2]
         return [rtmdet_boxes([o[i] for o in outputs[:levels]], [o[i] for o in outputs[levels:2 * levels]],

@@ -128,6 +128,7 @@ class LandmarkModel(Topdown):
     the network is (`what`, `wanted` outputs), its keypoints and `predict`."""
     code_version = 1
     computes_with = COMPUTES_WITH
+    has_flip_test = False  # MediaPipe runs one pass (refused at the config check)
     what = ""
     wanted: dict[str, tuple] = {}
     keypoints, num_keypoints = "", 0

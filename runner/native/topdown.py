@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from runner.blame import each_input
 from runner.errors import RunnerError
 from runner.native import COMPUTES_WITH
 from runner.models.topdown import Topdown
@@ -67,10 +68,12 @@ class NativeTopdown(Topdown):
         return [normalize([topdown_crop(i, np.array([0, 0, i.shape[1], i.shape[0]], np.float32), model.input_size,
                                         model.padding)[0]], model.mean, model.std, model.bgr_to_rgb) for i in images]
 
-    def _prepare(self, inputs: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(network input batch, crop centres, crop scales) of (image, box) pairs."""
+    def _prepare(self, inputs: list, start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(network input batch, crop centres, crop scales) of (image, box) pairs
+        (the `start`th of the batch on); a crop that cannot be made is its input's
+        fault (runner.blame)."""
         model = self.model
-        crops = [topdown_crop(image, box, model.input_size, model.padding) for image, box in inputs]
+        crops = each_input(lambda pair: topdown_crop(*pair, model.input_size, model.padding), inputs, start)
         return (normalize([c[0] for c in crops], model.mean, model.std, model.bgr_to_rgb),
                 np.stack([c[1] for c in crops]), np.stack([c[2] for c in crops]))
 
@@ -90,7 +93,7 @@ class NativeTopdown(Topdown):
         for at in range(len(parts)):
             batch, centers, scales = coming.result()
             if at + 1 < len(parts):
-                coming = AHEAD.submit(self._prepare, parts[at + 1])
+                coming = AHEAD.submit(self._prepare, parts[at + 1], (at + 1) * step)
             keypoints, scores = simcc_keypoints(*self._infer(batch), model.split_ratio, model.input_size, centers,
                                                 scales)
             out += [{"keypoints": k.astype(np.float32), "keypoint_scores": s.astype(np.float32)}

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from runner.blame import InputsFailed
 from runner.cache import EntryKey, Store
-from runner.errors import RunnerError
 from runner.inputs import BadItem, Item
 from runner.stages.reads import Reads
 
@@ -271,32 +271,19 @@ class CachedStage(Stage):
             self.stats.computed += 1
 
     def _compute_isolated(self, indices: list[int], units) -> list[tuple[int, dict]]:
-        """compute() on a batch; when it raises, on each unit alone, so that an
-        input the model's code cannot take (a 5000x1 image) fails only its own
-        item. A batch whose every unit fails on its own is the code's fault,
-        not the inputs': that error stops the run."""
-        try:
-            return list(zip(indices, self.compute([units[i] for i in indices])))
-        except RunnerError:
-            raise
-        except Exception as err:
-            if len(indices) == 1:
-                self._fail(units[indices[0]].record, err)
-                return []
-            first = err
-        done, failed = [], []
-        for i in indices:
+        """compute() on a batch. A unit whose own input the model's
+        pre-processing cannot take (a 5000x1 image: runner.blame.InputsFailed)
+        fails its item, and the others are computed without it; any other
+        exception (the network, out of memory, a bug) stops the run, whatever
+        the batch's size."""
+        while indices:
             try:
-                done += list(zip([i], self.compute([units[i]])))
-            except RunnerError:
-                raise
-            except Exception as err:
-                failed.append((i, err))
-        if not done:
-            raise first
-        for i, err in failed:
-            self._fail(units[i].record, err)
-        return done
+                return list(zip(indices, self.compute([units[i] for i in indices])))
+            except InputsFailed as failed:
+                for at, err in failed.failures.items():
+                    self._fail(units[indices[at]].record, err)
+                indices = [i for at, i in enumerate(indices) if at not in failed.failures]
+        return []
 
     def _fail(self, record: Record, err: Exception) -> None:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

@@ -27,8 +27,15 @@ class ModelStage(CachedStage):
         checked = getattr(self.engine.estimator_cls, "check_config", None)
         if checked is not None:  # values only this family refuses, before any image is read
             checked(self.ctx.cfg)
-        if self.row.onnx_file and self.ctx.checkpoint(self.name) is not None:
+        checkpoint = self.ctx.checkpoint(self.name)
+        if checkpoint is None:
+            return
+        if self.row.onnx_file:
             self.ctx.learned[self.name] = self.estimator.facts()  # checked before any image is read
+        elif self.may_compute():  # a merge computes nothing: the shards checked it
+            from runner.models.fit import check_fits
+            check_fits(str(checkpoint.path), checkpoint.sha256, str(self.entry.config), self.row.reference.library,
+                       self.engine.owner, self.ctx.hasher.memo_dir, self.entry, self.name)
 
     def label(self) -> str:
         return str(self.entry.name)

@@ -12,6 +12,8 @@ import time
 import cv2
 import numpy as np
 
+from runner.console import quiet_stderr
+from runner.errors import RunnerError
 from runner.stages.base import CachedStage, Record, Unit
 from runner.stages.reads import FileRead, Reads
 
@@ -41,6 +43,19 @@ def draw_tracks(image: np.ndarray, record: Record, draw_bbox: bool = True) -> np
     return image
 
 
+def check_fourcc(code: str) -> None:
+    """One line, before any image is read, when this OpenCV cannot write an
+    .mp4 with the FourCC `code` (its VideoWriter would not open, silently)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="pose-runner-fourcc-") as folder, quiet_stderr():
+        writer = cv2.VideoWriter(os.path.join(folder, "probe.mp4"), cv2.VideoWriter_fourcc(*code), 25.0, (16, 16))
+        opened = writer.isOpened()
+        writer.release()
+    if not opened:
+        raise RunnerError(f"output.video_fourcc={code}: this OpenCV cannot write an .mp4 video with it: pass "
+                          "output.video_fourcc=mp4v (MPEG-4, the default)")
+
+
 class Visualize(CachedStage):
     name = "visualize"
     # 2: the 3D plot's axis limit grows to fit every joint; 3: track colours; 4: draw_bbox on tracks;
@@ -59,8 +74,10 @@ class Visualize(CachedStage):
         self.pose_config = str(pose["config"]) if pose.get("config") else None
         self.keypoints = str(pose["keypoints"]) if pose.get("keypoints") else None
         self._visualizer = None
-        self.writers: dict[str, cv2.VideoWriter] = {}
+        self.writers: dict[str, cv2.VideoWriter | None] = {}  # None: it could not be opened (its first frame says so)
         self.preview: bool | None = None  # show=true: decided at the first frame
+        if self.ctx.outputs is not None and self.ctx.source is not None and self.ctx.source.has_videos:
+            check_fourcc(str(self.ctx.cfg.output.video_fourcc))
 
     def reads(self) -> Reads:
         """The drawing parameters; the keypoint set's file (skeleton and colours);
@@ -207,17 +224,23 @@ class Visualize(CachedStage):
         if self.ctx.cfg.show:
             self._show(record.item.name, frame)
         name = record.item.name
-        writer = self.writers.get(name)
-        if writer is None:
+        if name not in self.writers:
             path = self.ctx.outputs.path("overlays", name, "mp4")
-            fourcc = cv2.VideoWriter_fourcc(*str(self.ctx.cfg.output.video_fourcc))
-            writer = cv2.VideoWriter(str(path), fourcc, record.item.fps, (frame.shape[1], frame.shape[0]))
-            self.writers[name] = writer
-        writer.write(frame)
+            code = str(self.ctx.cfg.output.video_fourcc)
+            with quiet_stderr():
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), record.item.fps,
+                                         (frame.shape[1], frame.shape[0]))
+            self.writers[name] = writer if writer.isOpened() else None
+            if self.writers[name] is None:  # its codec was checked at set-up: the file itself
+                record.error = (f"cannot write the overlay video {path} (OpenCV's VideoWriter, FourCC {code}, did not "
+                                "open it): check the folder and the disk; its other outputs are written")
+        if self.writers[name] is not None:
+            self.writers[name].write(frame)
 
     def finish(self) -> None:
         for writer in self.writers.values():
-            writer.release()
+            if writer is not None:
+                writer.release()
         self.writers.clear()
         if self.preview:
             cv2.destroyAllWindows()

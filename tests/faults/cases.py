@@ -143,3 +143,81 @@ def run_folder_files(folder: Path) -> dict[str, bytes]:
 def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     process.send_signal(sig)
     process.wait(timeout=120)
+
+
+# A process of its own in which every write under one folder fails as the kernel
+# fails it on a read-only mount (EROFS): for a root without mount rights, where
+# neither permissions nor a mount can make a folder read-only.
+EROFS_PROCESS = r"""
+import builtins, errno, io, os, runpy, sys
+FROZEN = os.path.realpath(sys.argv.pop(1))
+
+def frozen(path):
+    try:
+        return os.path.realpath(os.fspath(path)).startswith(FROZEN)
+    except TypeError:
+        return False
+
+def refuse(path):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
+
+def guard(call, writes=lambda *a, **k: True):
+    def guarded(path, *args, **kwargs):
+        if frozen(path) and writes(*args, **kwargs):
+            if call is os.mkdir and os.path.exists(path):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+            refuse(path)
+        return call(path, *args, **kwargs)
+    return guarded
+
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+os.open = guard(os.open, lambda flags, *a, **k: bool(flags & WRITE))
+builtins.open = io.open = guard(io.open, lambda mode="r", *a, **k: any(c in mode for c in "wax+"))
+for name in ("mkdir", "unlink", "remove", "rmdir", "utime", "chmod"):
+    setattr(os, name, guard(getattr(os, name)))
+for name in ("rename", "replace", "link", "symlink"):
+    setattr(os, name, lambda src, dst, *a, _call=getattr(os, name), **k:
+            refuse(dst) if frozen(dst) or frozen(src) else _call(src, dst, *a, **k))
+_access = os.access
+os.access = lambda path, mode, *a, **k: False if frozen(path) and mode & os.W_OK else _access(path, mode, *a, **k)
+sys.argv[0] = "runner"
+sys.path.insert(0, os.getcwd())
+runpy.run_module("runner", run_name="__main__", alter_sys=True)
+"""
+
+
+def _mount_works(prefix: list[str], folder: Path) -> bool:
+    folder.mkdir(exist_ok=True)
+    probe = subprocess.run([*prefix, "sh", "-c", f"mount --bind '{folder}' '{folder}' && "
+                            f"mount -o remount,ro,bind '{folder}' '{folder}'"], capture_output=True)
+    return probe.returncode == 0
+
+
+def read_only(cache: Path, probe: Path):
+    """(how, run): `run(args)` runs the runner on `cache` made read-only by the
+    first real means this machine allows: write permission taken away (any
+    user but root), a read-only bind mount (in a user namespace, or as root
+    with mount rights); failing all of them, the kernel's EROFS injected at
+    every write call of the runner's process (EROFS_PROCESS)."""
+    def command(args):
+        return " ".join(f"'{a}'" for a in [sys.executable, "-m", "runner", *args])
+
+    if os.geteuid() != 0:
+        def run(args):
+            subprocess.run(["chmod", "-R", "a-w", str(cache)], check=True)
+            try:
+                return subprocess.run([sys.executable, "-m", "runner", *args], cwd=ROOT, capture_output=True, text=True)
+            finally:
+                subprocess.run(["chmod", "-R", "u+w", str(cache)], check=True)
+        return "no write permission", run
+    for prefix in (["unshare", "-rm"], ["unshare", "-m"]):
+        if shutil.which("unshare") and _mount_works(prefix, probe):
+            def run(args, prefix=prefix):
+                return subprocess.run([*prefix, "sh", "-c", f"mount --bind '{cache}' '{cache}' && mount -o "
+                                       f"remount,ro,bind '{cache}' '{cache}' && exec {command(args)}"],
+                                      cwd=ROOT, capture_output=True, text=True)
+            return "a read-only bind mount", run
+    script = probe / "erofs.py"
+    script.write_text(EROFS_PROCESS)
+    return "EROFS on every write", lambda args: subprocess.run([sys.executable, str(script), str(cache), *args],
+                                                               cwd=ROOT, capture_output=True, text=True)
