@@ -35,6 +35,13 @@ from runner.hashing import digest, sha256_file
 
 log = logging.getLogger(__name__)
 HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "int8": "f32"}  # int8: what is not quantized stays f32
+# NNCF's presets, which a family names as its `int8_preset`: "performance" (NNCF's
+# default) quantizes activations symmetrically, right for ReLU networks
+# (MediaPipe's); "mixed" quantizes them asymmetrically, as SiLU/Swish networks
+# (RTMDet, YOLOX, RTMPose) need: their activations barely go negative, and the
+# symmetric grid spent half its 256 levels there (the trained RTMDet-nano found
+# no person at all; BENCHMARKS.md, "Real poses").
+PRESETS = ("performance", "mixed")
 
 
 @contextlib.contextmanager
@@ -67,13 +74,16 @@ def capabilities() -> list[str]:
 
 
 # -- int8 ---------------------------------------------------------------------
-def quantized(onnx: Path, calibration: "Calibration", folder: Path | None = None) -> Path:
+def quantized(onnx: Path, calibration: "Calibration", preset: str, folder: Path | None = None) -> Path:
     """The int8 IR of `onnx` (the runner's export, or a user's network file) for
-    `calibration`, quantized once into `folder` (default: beside it) and verified before use."""
+    `calibration` with NNCF's `preset`, quantized once into `folder` (default:
+    beside it) and verified before use."""
     from runner.versions import versions
     key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino")}
+    if preset != "performance":  # the key of IRs made before presets were chosen stays theirs
+        key["preset"] = preset
     path = (folder or onnx.parent) / f"{onnx.stem}.int8-{digest(key)[:16]}.xml"
-    return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration))
+    return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration, preset))
 
 
 def source(network: Path) -> tuple[str, list | None]:
@@ -86,7 +96,7 @@ def source(network: Path) -> tuple[str, list | None]:
         return sha256_file(network), None
 
 
-def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
+def quantize(onnx: Path, path: Path, calibration: "Calibration", preset: str) -> None:
     """NNCF's post-training quantization of `onnx`, saved as IR at `path` (+ .bin).
     The .json record is written last: until it is, the IR counts as missing."""
     with telemetry_off():
@@ -94,7 +104,8 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
     import openvino as ov
     samples = calibration.inputs()
     log.info("quantizing %s to int8 on %d calibration inputs", onnx.name, len(samples))
-    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples))
+    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples),
+                           preset=nncf.QuantizationPreset(preset))
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".quantizing-"))
     try:
         ov.save_model(result, str(scratch / path.name), compress_to_fp16=False)

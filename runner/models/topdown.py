@@ -12,6 +12,7 @@ class Topdown:
     """What a top-down pose model's results are, whichever engine runs it:
     one unit per box, keypoints (K, 2) and keypoint_scores (K,) per unit."""
     unit = "box"
+    int8_preset = "mixed"  # NNCF's preset for its int8 network (backends/openvino.PRESETS): SiLU activations
 
     @staticmethod
     def attach(record, slot, raw, cfg) -> None:

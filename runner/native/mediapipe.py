@@ -128,6 +128,7 @@ class LandmarkModel(Topdown):
     the network is (`what`, `wanted` outputs), its keypoints and `predict`."""
     code_version = 1
     computes_with = COMPUTES_WITH
+    int8_preset = "performance"  # ReLU6 networks (backends/openvino.PRESETS); "mixed" made BlazePose's worse
     what = ""
     wanted: dict[str, tuple] = {}
     keypoints, num_keypoints = "", 0
