@@ -89,3 +89,19 @@ def write_frames(video: Path, folder: Path, max_frames: int | None = None) -> li
         cv2.imwrite(str(written[-1]), frame)
     capture.release()
     return written
+
+
+def image_folder(folder: Path, sources: list[Path], videos: list[Path]) -> Path:
+    """One folder of every image of `sources` (folders or files; names prefixed
+    by their folder's, so two 1.jpg stay two) and every frame of `videos`: an
+    int8 calibration set made of what there is."""
+    import shutil
+    from runner.inputs import IMAGE_EXTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        for path in sorted(source.iterdir()) if source.is_dir() else [source]:
+            if path.suffix.lower() in IMAGE_EXTS:
+                shutil.copy(path, folder / f"{path.parent.name}_{path.name}")
+    for video in videos:
+        write_frames(video, folder)
+    return folder
