@@ -245,7 +245,15 @@ def precision(work: Work, calibration: Path) -> dict:
                                                "iou_median": drift["iou_median"]}
         rows[f"{name} + BlazePose, both int8"] = {"f32": rows[f"{name} boxes, BlazePose f32"]["f32"],
                                                  "int8": metrics(both, "AP")["AP"]}
-    return {"AP": rows, "openvino_precisions_here": machine_precisions("openvino")}
+    hands = {}
+    for p in ("f32", "int8"):
+        hands[p] = work.run("hand_mediapipe", DATA / "onehand10k",
+                            f"detect.model.path={WEIGHTS / 'mediapipe_palm_detection_full.onnx'}",
+                            f"pose.model.path={WEIGHTS / 'mediapipe_hand_landmark_full.onnx'}",
+                            f"eval.ann_file={DATA / 'onehand10k' / 'test_onehand10k.json'}",
+                            *(["backend=openvino"] if p == "f32" else int8))
+    hand = {p: metrics(r, "PCK", "matched_instances", "gt_instances") for p, r in hands.items()}
+    return {"AP": rows, "hand_mediapipe_onehand10k": hand, "openvino_precisions_here": machine_precisions("openvino")}
 
 
 def speed(work: Work, rtmpose_m: Path, calibration: Path, rounds: int, calls: int) -> dict:
@@ -358,6 +366,10 @@ def markdown(report: dict) -> str:
               "| setting | AP f32 | AP int8 | change |", "| --- | ---: | ---: | ---: |"]
     for name, row in report["precision"]["AP"].items():
         lines.append(f"| {name} | {row['f32']:.3f} | {row['int8']:.3f} | {row['int8'] - row['f32']:+.3f} |")
+    hand = report["precision"]["hand_mediapipe_onehand10k"]
+    lines += ["", "| hand_mediapipe on OneHand10K | hands matched / annotated | PCK@0.2 |", "| --- | ---: | ---: |"]
+    lines += [f"| {p} | {h['matched_instances']:.0f} / {h['gt_instances']:.0f} | {h['PCK']:.3f} |"
+              for p, h in hand.items()]
     lines += ["", "| network | f32 ONNX Runtime ms | f32 OpenVINO ms | int8 OpenVINO ms | int8 / f32 ONNX Runtime |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for name, s in report["speed"].items():
