@@ -93,8 +93,7 @@ class Engine:
         files, params = self.files(checkpoint), self.params(checkpoint)
         if backend.precision == "int8":
             files["calibration images"] = FileRead(str(backend.calibration), backend.calibrated)
-            if self.estimator_cls.int8_preset != "performance":  # the keys made before presets were chosen
-                params["int8 preset"] = self.estimator_cls.int8_preset
+            params["int8 preset"] = self.estimator_cls.int8_preset
         runtime = backend.runtime_libs()
         return Reads(files, params, (self.estimator_cls,), (*self.libs(), *runtime),
                      backend.runs_on(self.ctx.device))

@@ -79,9 +79,8 @@ def quantized(onnx: Path, calibration: "Calibration", preset: str, folder: Path 
     `calibration` with NNCF's `preset`, quantized once into `folder` (default:
     beside it) and verified before use."""
     from runner.versions import versions
-    key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino")}
-    if preset != "performance":  # the key of IRs made before presets were chosen stays theirs
-        key["preset"] = preset
+    key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino"),
+           "preset": preset}
     path = (folder or onnx.parent) / f"{onnx.stem}.int8-{digest(key)[:16]}.xml"
     return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration, preset))
 
