@@ -38,6 +38,8 @@ import cv2
 import numpy as np
 import torch
 
+from runner.measures import write_frames
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 DETECTOR, POSE = "rtmdet_m_person", "rtmpose_m"
@@ -62,25 +64,13 @@ def checkpoints(folder: Path, names=(DETECTOR, POSE)) -> dict[str, Path]:
     return {name: fabricate(load_entry(name), folder, 0, images) for name in names}
 
 
-def video_frames(video: Path, folder: Path) -> None:
-    """Every frame of the video as a PNG (lossless, so all contenders decode the same pixels)."""
-    capture = cv2.VideoCapture(str(video))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        cv2.imwrite(str(folder / f"{video.stem}_{index:04d}.png"), frame)
-        index += 1
-
-
 def input_folder(images: Path, video: Path, work: Path) -> Path:
     """The images, plus every frame of the video."""
     folder = work / "inputs"
     folder.mkdir(exist_ok=True)
     for path in sorted(images.glob("*.jpg")):
         (folder / path.name).write_bytes(path.read_bytes())
-    video_frames(video, folder)
+    write_frames(video, folder)  # lossless PNGs: every contender decodes the same pixels
     return folder
 
 
@@ -99,7 +89,7 @@ def mixed_folder(images: Path, video: Path, work: Path) -> Path:
         image = cv2.imread(str(sources[i % 4]))
         cv2.imwrite(str(folder / f"scaled{scale}_{sources[i % 4].stem}.png"),
                     cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
-    video_frames(video, folder)
+    write_frames(video, folder)  # lossless PNGs: every contender decodes the same pixels
     return folder
 
 

@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     opts = parser.parse_args(argv)
-    from benchmarks.compare import checkpoints, publish, video_frames
+    from benchmarks.compare import checkpoints, publish
+    from runner.measures import write_frames
     from runner.console import silence_library_noise
     silence_library_noise()
     work = Path(tempfile.mkdtemp(prefix="pose-runner-drift-"))
@@ -90,7 +91,7 @@ def main(argv=None) -> None:
     frames.mkdir()
     for path in sorted(COCO.glob("*.jpg")):
         (frames / path.name).write_bytes(path.read_bytes())
-    video_frames(DATA / "video" / "demo.mp4", frames)
+    write_frames(DATA / "video" / "demo.mp4", frames)
     report = {"images": len(list(frames.iterdir())), "pairs": {}, "keypoints": {}}
     for pair, (detector, pose) in PAIRS.items():
         ckpt = checkpoints(ROOT / ".cache" / "bench-checkpoints", (detector, pose))

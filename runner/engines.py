@@ -90,11 +90,12 @@ class Engine:
     # -- what the results are computed from --------------------------------------
     def reads(self, checkpoint) -> Reads:
         backend = self.ctx.backend
-        files = self.files(checkpoint)
+        files, params = self.files(checkpoint), self.params(checkpoint)
         if backend.precision == "int8":
             files["calibration images"] = FileRead(str(backend.calibration), backend.calibrated)
+            params["int8 preset"] = self.estimator_cls.int8_preset
         runtime = backend.runtime_libs()
-        return Reads(files, self.params(checkpoint), (self.estimator_cls,), (*self.libs(), *runtime),
+        return Reads(files, params, (self.estimator_cls,), (*self.libs(), *runtime),
                      backend.runs_on(self.ctx.device))
 
     def files(self, checkpoint) -> dict[str, FileRead]:
@@ -216,6 +217,7 @@ class NativeEngine(Engine):
             from runner.backends import openvino
             prepare = lambda images: self.estimator_cls.network_inputs(described, images)  # noqa: E731
             path = openvino.quantized(path, openvino.Calibration(backend.calibration, prepare),
+                                      self.estimator_cls.int8_preset,
                                       Path(str(cfg.backend.dir)).expanduser() if self.row.onnx_file else None)
             compiled = network(str(path), backend.name, threads, backend.precision, self.owner)
         return self.estimator_cls.build(compiled, described, self.entry, self._flip(described), structure)

@@ -1,6 +1,6 @@
 """The sweep report: one row per job of a multirun (its overrides, status,
-metrics, per-stage seconds and cache use), written as sweep.csv, sweep.md and
-sweep.png into the multirun folder, with the best job named. Written at the
+metrics, its rank by the metric, per-stage seconds and cache use), written as
+sweep.csv, sweep.md and sweep.png into the multirun folder, with the best job named. Written at the
 end of every `python -m runner -m ...`; again, for any multirun folder, with
 
     python -m runner.report MULTIRUN_DIR [--metric NAME]
@@ -77,7 +77,11 @@ def build(outcome: Outcome, metric: str | None = None) -> Report:
     metric = metric or main_metric(outcome) or "seconds"
     higher = metric not in LOWER_IS_BETTER and metric != "seconds"  # seconds: this report's run-time column
     scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and r["status"] == "ok"]
-    best = (max if higher else min)(scored, key=lambda r: r[metric]) if scored else None
+    ranked = sorted(scored, key=lambda r: r[metric], reverse=higher)
+    for r in rows:  # 1 = best; jobs with equal values share a rank; no rank without a value
+        r["rank"] = 1 + sum(1 for other in ranked if (other[metric] > r[metric] if higher else
+                                                      other[metric] < r[metric])) if r in ranked else ""
+    best = ranked[0] if ranked else None
     return Report(rows, swept, metric, higher, best)
 
 
@@ -108,7 +112,7 @@ def write(outcome: Outcome, metric: str | None = None) -> Report:
 
 
 def markdown(report: Report) -> str:
-    shown = ["job", "status", *report.swept, report.metric,
+    shown = ["job", "status", *report.swept, report.metric, "rank",
              *[k for k in ("AP", "AR", "PCK", "AUC", "EPE") if k != report.metric
                and any(k in r for r in report.rows)], "seconds",
              *[f"{s} {what}" for s in ("detect", "pose") for what in ("computed", "to compute")

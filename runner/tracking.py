@@ -6,8 +6,11 @@ short occlusions).
 The tracker matches each frame's boxes to the tracks' predicted boxes by IoU,
 solved as an assignment problem (the Hungarian method: munkres, pure Python
 and quick to import, where scipy.optimize takes half a second). A track's box
-is predicted at constant velocity, so two people who cross keep their ids; a
-track unmatched for more than max_lost frames is dropped."""
+is moved on at its centre's constant velocity, so two people who cross keep
+their ids; its size is not extrapolated (a box made from keypoints changes width
+with every stride, and extrapolating that shrank a walker's thin box to nothing:
+BENCHMARKS.md, "Real poses"); a track unmatched for more than max_lost frames is
+dropped."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,15 +32,19 @@ def boxes_from_poses(poses: list[dict], kpt_thr: float) -> tuple[np.ndarray, np.
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32)
 
 
+def centre(box: np.ndarray) -> np.ndarray:
+    return (box[:2] + box[2:]) / 2
+
+
 @dataclass
 class Track:
     id: int
     box: np.ndarray
-    velocity: np.ndarray  # box change per frame
+    velocity: np.ndarray  # centre change per frame (x, y)
     lost: int = 0
 
     def predicted(self) -> np.ndarray:
-        return self.box + self.velocity * (self.lost + 1)
+        return self.box + np.tile(self.velocity * (self.lost + 1), 2)
 
 
 class Tracker:
@@ -57,7 +64,7 @@ class Tracker:
             for t, b in Munkres().compute((1.0 - overlap).tolist()):
                 if overlap[t, b] >= self.iou_thr:
                     track = self.tracks[t]
-                    track.velocity = (boxes[b] - track.box) / (track.lost + 1)
+                    track.velocity = (centre(boxes[b]) - centre(track.box)) / (track.lost + 1)
                     track.box, track.lost = boxes[b], 0
                     ids[b] = track.id
                     matched.add(t)
@@ -67,7 +74,7 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.lost <= self.max_lost]
         for b, found in enumerate(ids):
             if found is None:
-                self.tracks.append(Track(self.next_id, boxes[b], np.zeros(4)))
+                self.tracks.append(Track(self.next_id, boxes[b], np.zeros(2)))
                 ids[b] = self.next_id
                 self.next_id += 1
         return ids

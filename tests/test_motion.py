@@ -168,6 +168,17 @@ def test_tracker_keeps_ids_through_a_crossing_and_an_occlusion():
     assert seen == {"A": {1}, "B": {0}}
 
 
+def test_a_track_keeps_its_id_when_its_box_changes_width():
+    """A walker's box made from keypoints narrows and widens from frame to frame
+    (swinging limbs). The tracker moves a box on by its centre's velocity and
+    keeps its size: extrapolating the width's change too made this box 0 px wide
+    at the third frame (IoU 0 with the walker's next box: a new id)."""
+    from runner.tracking import Tracker
+    tracker = Tracker(iou_thr=0.3, max_lost=5)
+    walker = [[100, 100, 140, 200], [105, 100, 125, 200], [100, 100, 150, 200], [96, 100, 130, 200]]
+    assert [tracker.update(np.array([box])) for box in walker] == [[0]] * 4
+
+
 def test_track_ids_on_a_video_follow_the_figures(run, tmp_path):
     clip = tmp_path / "clip.mp4"
     truth = crossing_clip(clip)

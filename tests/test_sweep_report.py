@@ -48,10 +48,11 @@ def test_report_has_a_row_per_job_names_the_best_and_plots(tmp_path):
     rows = list(csv.DictReader((sweep / "sweep.csv").open()))
     assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
     assert rows[1]["AP"] == "0.7" and rows[1]["pose computed"] == "15" and rows[1]["detect seconds"] == "1.5"
+    assert [r["rank"] for r in rows] == ["2", "1", "3", ""]  # by AP; the failed job has none
     assert rows[3]["status"] == "error" and "HTTP 404" in rows[3]["error"] and rows[3]["AP"] == ""
     md = (sweep / "sweep.md").read_text()
     assert "Best by AP (higher is better): job 1: detect.bbox_thr=0.3 pose/model=rtmpose_m, AP 0.7" in md
-    assert "| **1** (best) | ok | 0.3 | rtmpose_m | 0.7 |" in md and "HTTP 404" in md
+    assert "| **1** (best) | ok | 0.3 | rtmpose_m | 0.7 | 1 |" in md and "HTTP 404" in md
     assert (sweep / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     done = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--metric", "AR"], cwd=ROOT,
                           capture_output=True, text=True)

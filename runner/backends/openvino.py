@@ -35,6 +35,13 @@ from runner.hashing import digest, sha256_file
 
 log = logging.getLogger(__name__)
 HINTS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "int8": "f32"}  # int8: what is not quantized stays f32
+# NNCF's presets, which a family names as its `int8_preset`: "performance" (NNCF's
+# default) quantizes activations symmetrically, right for ReLU networks
+# (MediaPipe's); "mixed" quantizes them asymmetrically, as SiLU/Swish networks
+# (RTMDet, YOLOX, RTMPose) need: their activations barely go negative, and the
+# symmetric grid spent half its 256 levels there (the trained RTMDet-nano found
+# no person at all; BENCHMARKS.md, "Real poses").
+PRESETS = ("performance", "mixed")
 
 
 @contextlib.contextmanager
@@ -67,13 +74,15 @@ def capabilities() -> list[str]:
 
 
 # -- int8 ---------------------------------------------------------------------
-def quantized(onnx: Path, calibration: "Calibration", folder: Path | None = None) -> Path:
+def quantized(onnx: Path, calibration: "Calibration", preset: str, folder: Path | None = None) -> Path:
     """The int8 IR of `onnx` (the runner's export, or a user's network file) for
-    `calibration`, quantized once into `folder` (default: beside it) and verified before use."""
+    `calibration` with NNCF's `preset`, quantized once into `folder` (default:
+    beside it) and verified before use."""
     from runner.versions import versions
-    key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino")}
+    key = {"export": source(onnx)[0], "images": calibration.digest, "libs": versions("nncf", "openvino"),
+           "preset": preset}
     path = (folder or onnx.parent) / f"{onnx.stem}.int8-{digest(key)[:16]}.xml"
-    return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration))
+    return verified(path, "quantizing", lambda made: quantize(onnx, made, calibration, preset))
 
 
 def source(network: Path) -> tuple[str, list | None]:
@@ -86,7 +95,7 @@ def source(network: Path) -> tuple[str, list | None]:
         return sha256_file(network), None
 
 
-def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
+def quantize(onnx: Path, path: Path, calibration: "Calibration", preset: str) -> None:
     """NNCF's post-training quantization of `onnx`, saved as IR at `path` (+ .bin).
     The .json record is written last: until it is, the IR counts as missing."""
     with telemetry_off():
@@ -94,7 +103,8 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration") -> None:
     import openvino as ov
     samples = calibration.inputs()
     log.info("quantizing %s to int8 on %d calibration inputs", onnx.name, len(samples))
-    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples))
+    result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples),
+                           preset=nncf.QuantizationPreset(preset))
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".quantizing-"))
     try:
         ov.save_model(result, str(scratch / path.name), compress_to_fp16=False)
@@ -123,11 +133,16 @@ def calibration_images(folder) -> list[Path]:
 
 def calibration_digest(folder) -> str:
     """The calibration set's content (what an int8 network and its results depend on)."""
-    return _content(calibration_images(folder))
+    return _content(calibration_images(folder))[0]
 
 
-def _content(images: list[Path]) -> str:
-    return digest(sorted(sha256_file(p) for p in images))
+def _content(images: list[Path]) -> tuple[str, list[Path]]:
+    """(the set's digest, its images in content order). NNCF's result depends on
+    the order it sees the images in (measured: BlazePose's landmarks move by up
+    to 1.3 px when it is reversed), so the images go in the order of their
+    sha256, which the digest names: renaming files changes nothing."""
+    hashes = {p: sha256_file(p) for p in images}
+    return digest({"in content order": sorted(hashes.values())}), sorted(hashes, key=hashes.get)
 
 
 class Calibration:
@@ -136,8 +151,7 @@ class Calibration:
     families see each image whole as the box)."""
 
     def __init__(self, folder: str, prepare):
-        self.paths = calibration_images(folder)
-        self.digest = _content(self.paths)
+        self.digest, self.paths = _content(calibration_images(folder))
         self.prepare = prepare
 
     def inputs(self) -> list[np.ndarray]:

@@ -18,6 +18,7 @@ class Estimator:
     library = "mmpose"   # "mmdet" or "mmpose": the registry and default scope its model lives in
     unit = "image"       # a unit of work is one "image" (frame) or one "box" of an image
     code_version = 1     # bump when what this family caches changes
+    int8_preset = "mixed"  # NNCF's preset for its int8 network (backends/openvino.PRESETS): SiLU activations
     # Beyond its imports: the networks on each backend (autocast, ONNX Runtime, OpenVINO), the export, input
     # decoding, what goes into its keys.
     computes_with = ("runner.backends.pytorch", "runner.backends.network", "runner.backends.openvino",

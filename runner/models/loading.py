@@ -126,7 +126,8 @@ def load_model(spec: ExportSpec, device: str, backend: str = "pytorch", precisio
     path = ensure_export(spec)
     if precision == "int8":
         from runner.backends import openvino
-        path = openvino.quantized(path, openvino.Calibration(calibration, reference_inputs(model, estimator_cls)))
+        path = openvino.quantized(path, openvino.Calibration(calibration, reference_inputs(model, estimator_cls)),
+                                  estimator_cls.int8_preset)
     return swap_network(model, TorchAdapter(Network(path, backend, threads, precision, spec.owner), path))
 
 

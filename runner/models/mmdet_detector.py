@@ -16,6 +16,7 @@ class Detector:
     keeps boxes as MMPose's demo and inferencer do."""
     unit = "image"
     makes_boxes = True
+    int8_preset = "mixed"  # NNCF's preset for its int8 network (backends/openvino.PRESETS): SiLU activations
 
     @staticmethod
     def attach(record, slot, raw, cfg) -> None:

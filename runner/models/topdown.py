@@ -14,6 +14,7 @@ class Topdown:
     MMPose's heads of these (RTMCC, RTMW, InterNet's) implement its flip test."""
     unit = "box"
     has_flip_test = True
+    int8_preset = "mixed"  # NNCF's preset for its int8 network (backends/openvino.PRESETS): SiLU activations
 
     @staticmethod
     def attach(record, slot, raw, cfg) -> None:

@@ -129,6 +129,7 @@ class LandmarkModel(Topdown):
     code_version = 1
     computes_with = COMPUTES_WITH
     has_flip_test = False  # MediaPipe runs one pass (refused at the config check)
+    int8_preset = "performance"  # ReLU6 networks (backends/openvino.PRESETS); "mixed" made BlazePose's worse
     what = ""
     wanted: dict[str, tuple] = {}
     keypoints, num_keypoints = "", 0

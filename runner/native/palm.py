@@ -118,6 +118,7 @@ class NativePalmDetector:
     makes_boxes = True
     code_version = 1
     computes_with = COMPUTES_WITH
+    int8_preset = "performance"  # a ReLU network (backends/openvino.PRESETS)
     wanted = {"Identity": (1, 2016, 18), "Identity_1": (1, 2016, 1)}  # boxes + keypoints, score logits
 
     def __init__(self, network, model: PalmModel):
