@@ -138,11 +138,14 @@ def test_flip_test_is_a_choice_in_the_key_and_off_runs_one_pass_a_crop(pose_t, t
     ("pose", "export", ["pose.model.num_keypoints=133"], "predicts 17 keypoints, but pose.model.num_keypoints=133"),
     ("pose", "export", ["pose.model.keypoints=coco_wholebody"], "keypoint set coco_wholebody has 133 keypoints, but"),
     # a description that would give NaN or wrong keypoints (issue 24, item 7)
-    ("pose", "export", ["pose.model.std=[0,0,0]"], "pose.model.std=[0.0, 0.0, 0.0]: a std of 0 or less"),
+    # (a value that can never be right is the schema's, before the run folder is made)
+    ("pose", "export", ["pose.model.std=[0,0,0]"], "pose.model.std=[0, 0, 0] is not three positive numbers"),
     ("pose", "export", ["pose.model.simcc_split_ratio=0"], "pose.model.simcc_split_ratio=0 is not a positive number"),
     ("pose", "export", ["pose.model.simcc_split_ratio=3"], "makes 576 bins, but the file's simcc_x has 384: pass "
                                                            "pose.model.simcc_split_ratio=2"),
-    ("detect", RTMDET_NANO, ["detect.model.std=[0,57.12,58.395]"], "a std of 0 or less"),
+    ("detect", RTMDET_NANO, ["detect.model.std=[0,57.12,58.395]"], "detect.model.std=[0, 57.12, 58.395] is not three "
+                                                                    "positive numbers"),
+    ("detect", "zero std pipeline", [], "detect.model.std=[0.0, 1.0, 1.0]: a std of 0 or less"),  # from the file
     ("detect", YOLOX_NANO, ["detect.model.input_size=[640,640]"], "but the file takes [416, 416]"),
     ("detect", "garbage pipeline", [], "pipeline.json is not MMDeploy's pipeline.json"),
 ])
@@ -156,6 +159,12 @@ def test_a_wrong_model_file_is_one_line_before_any_image_is_read(pose_t, tmp_pat
     files["garbage pipeline"].parent.mkdir()
     shutil.copyfile(RTMDET_NANO, files["garbage pipeline"])
     (tmp_path / "garbage" / "pipeline.json").write_text('{"pipeline": {"tasks": 5}}')
+    files["zero std pipeline"] = tmp_path / "zero" / "end2end.onnx"
+    files["zero std pipeline"].parent.mkdir()
+    shutil.copyfile(RTMDET_NANO, files["zero std pipeline"])
+    normalize = {"type": "Normalize", "mean": [0, 0, 0], "std": [0, 1, 1], "to_rgb": False}
+    (tmp_path / "zero" / "pipeline.json").write_text(json.dumps(
+        {"pipeline": {"tasks": [{"module": "Transform", "transforms": [normalize]}]}}))
     given = files.get(path, path)
     other = ["detect/model=whole_image"] if role == "pose" else [*pose_t]
     done = subprocess.run([sys.executable, "-m", "runner", "recipe=body_rtmpose", f"input={COCO}", *other,
@@ -163,6 +172,9 @@ def test_a_wrong_model_file_is_one_line_before_any_image_is_read(pose_t, tmp_pat
                            f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and said in lines[0], done.stderr[-2000:]
+    if "is not three positive numbers" in said or "is not a positive number" in said:
+        assert not (tmp_path / "run").exists()  # the schema's refusal: no run began
+        return
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "error" and manifest["input"]["items"] == []  # no image was read
 
