@@ -53,14 +53,14 @@ def typed_overrides(overrides) -> list[str]:
     """The overrides, each of a boolean key true or false (or null where the
     key takes it), else one line; a whole-number key's integral float (1e3,
     also in a sweep's list) written as the whole number."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, Sweep
     out = []
     for text in overrides:
         key = text.lstrip("+~").split("=", 1)[0]
-        if key not in TYPED or "=" not in text:
+        if key not in TYPED or "=" not in text or _plain_literal(TYPED[key][0], text.split("=", 1)[1]):
             out.append(text)
             continue
+        from hydra.core.override_parser.overrides_parser import OverridesParser  # (0.15 s: only when needed)
+        from hydra.core.override_parser.types import ChoiceSweep, Sweep
         try:
             (parsed,) = OverridesParser.create().parse_overrides([text])
         except Exception:  # composing says what is wrong with it
@@ -82,6 +82,14 @@ def typed_overrides(overrides) -> list[str]:
         simple = not isinstance(value, ChoiceSweep) or value.simple_form
         out.append(f"{parsed.get_key_element()}={shown if simple else f'choice({shown})'}")
     return out
+
+
+def _plain_literal(kind: str, value: str) -> bool:
+    """A value Hydra's grammar reads as the key's own type as it is written
+    (true/false, a decimal whole number): nothing to hold or rewrite."""
+    if kind == "bool":
+        return value.lower() in ("true", "false")
+    return value.strip().lstrip("+-").isdigit() and value.strip().isascii()
 
 
 def _yaml_syntax(err: Exception) -> str | None:

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from runner import atomic, console, objects, signals
 from runner.cache import Store
@@ -273,8 +272,8 @@ class Run:
     def _stream(self, source: Source) -> None:
         parts = keypoint_parts(self.cfg)
         total = len(source) if hasattr(source, "__len__") else None
-        bars = {s.name: tqdm(total=total, desc=f"{s.name:9s}", unit="item", leave=False,
-                             position=i, dynamic_ncols=True, disable=None)
+        bars = {s.name: console.progress(total=total, desc=f"{s.name:9s}", unit="item", leave=False,
+                                         position=i, dynamic_ncols=True)
                 for i, s in enumerate(self.stages) if s.name != "download"}
         try:
             items = prefetch(item for item in source if in_shard(self.cfg, item))

@@ -38,11 +38,14 @@ def resolve_config_path(spec: str, relative_to: Path | None = None) -> Path:
 
 
 def _bases(path: Path) -> list[Path]:
-    """The files `path` inherits: its `_base_` (a name or a list) and any
-    `with read_base(): from .x import *` of mmengine's newer style."""
+    """The files `path` inherits: its top-level `_base_` (a name or a list) and
+    any top-level `with read_base(): from .x import *` of mmengine's newer
+    style (where mmengine looks: the module's own statements, not a walk of
+    every node, which cost 50 ms a run)."""
     text = re.sub(r"\{\{[^}]*\}\}", "None", path.read_text())  # {{_base_.x}} is mmengine's, not Python
     found = []
-    for node in ast.walk(ast.parse(text)):
+    body = ast.parse(text).body
+    for node in body + [inner for w in body if isinstance(w, ast.With) for inner in w.body]:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_" for t in node.targets):
             value = ast.literal_eval(node.value)
             found += [resolve_config_path(v, path.parent) for v in ([value] if isinstance(value, str) else value)]
