@@ -9,8 +9,9 @@ images; the demo video, its first --frames frames) is run by three
 contenders: everything local; the cache in the bucket, the input local; the
 cache and the input in the bucket. A cold run starts from an empty cache (a
 new folder, a new bucket prefix), a warm run is the same command again on it.
-Checkpoints and ONNX exports are made once beforehand and shared (they stay
-on each machine either way). Rounds are interleaved (each runs every
+Checkpoints, ONNX exports and the machine's memo (file hashes, checkpoints found
+to fit their models) are made once beforehand and shared (they stay on each
+machine either way). Rounds are interleaved (each runs every
 contender, in a rotated order); the tables give medians, as wall time of the
 whole `python -m runner` process and as the time its stages took (the
 manifest's seconds: the part the cache's location changes).
@@ -117,8 +118,20 @@ class Bench:
         return (wall, sum(s["seconds"] for s in stages.values()), cpu_of_children() - runner,
                 sum(self.server.cpu_times()[:2]) - server), stages
 
+    def share_the_machines_memo(self, cache: str) -> None:
+        """A machine's memo (file hashes, the checkpoints found to fit their models:
+        a fit check imports torch, seconds) stays on the machine whichever cache a
+        run uses; a local cache folder holds it, a bucket cache leaves it in
+        POSE_RUNNER_CACHE. A cold run is cold in its cache, not in the machine's
+        memo: each contender starts with the warm-up's."""
+        import shutil
+        made = self.work / "caches" / "warm-up" / "memo"
+        for memo in (self.work / "caches" / cache / "memo", self.work / "machine" / "memo"):
+            shutil.copytree(made, memo, dirs_exist_ok=True)
+
     def cold_and_warm(self, input_name: str, contender: str) -> dict:
         cache = f"c{self.runs}"
+        self.share_the_machines_memo(cache)
         cold, stages = self.run(self.args(input_name, contender, cache))
         warm, again = self.run(self.args(input_name, contender, cache))
         assert again["pose"]["computed"] == 0 and again["detect"]["computed"] == 0, again
