@@ -124,7 +124,7 @@ def test_an_onnx_file_given_as_download_checkpoints_runs_as_its_path(make_checkp
                f"cache.dir={tmp_path / 'c'}", f"hydra.run.dir={out}")
     assert done.returncode == 0, done.stderr[-2000:]
     written = json.loads((out / "manifest.json").read_text())
-    assert written["checkpoints"]["detect"]["file"] == str(detector)
+    assert written["checkpoints"]["detect"]["file"] == str(detector.resolve())  # the file, not a link to it
     assert written["stages"]["detect"]["computed"] == 1 and json.loads(
         (out / "predictions" / "000000000785.jpg.json").read_text())
 

@@ -67,10 +67,10 @@ SMALL_PERSON = ["detect/model=rtmdet_nano_person"]
     ("body_rtmo", ["pose/model=rtmo_s"], COCO, 17),
     ("hand_rtmpose", [], FEW_HANDS, 21),
     ("hand", [], FEW_HANDS, 21),
-    # whole-body networks cost 3-4x a body crop: the locally made detector's 50 boxes above 0.6, not its 171 above 0.1
-    ("wholebody_rtmw", [*SMALL_PERSON, "pose/model=rtmw_m", "detect.bbox_thr=0.6"], COCO, 133),
-    ("wholebody", [*SMALL_PERSON, "detect.bbox_thr=0.6"], COCO, 133),
-    ("wholebody_dwpose", [*SMALL_PERSON, "pose/model=dwpose_m", "detect.bbox_thr=0.6"], COCO, 133),
+    # whole-body networks cost 3-4x a body crop: the locally made detector's 27 boxes above 0.8, not its 171 above 0.1
+    ("wholebody_rtmw", [*SMALL_PERSON, "pose/model=rtmw_m", "detect.bbox_thr=0.8"], COCO, 133),
+    ("wholebody", [*SMALL_PERSON, "detect.bbox_thr=0.8"], COCO, 133),
+    ("wholebody_dwpose", [*SMALL_PERSON, "pose/model=dwpose_m", "detect.bbox_thr=0.8"], COCO, 133),
     ("hand3d_internet", [], INTERHAND, 42),
 ])
 def test_recipe_runs_end_to_end_and_a_second_run_computes_nothing(run_recipe, recipe, overrides, folder,
@@ -159,8 +159,8 @@ def test_a_family_with_its_own_keypoints_and_metric_face_rtmpose(run_recipe, tmp
 
 @pytest.mark.parametrize("recipe,overrides,folder,bbox_thr", [
     ("hand_rtmpose", [], HANDS / FEW_HANDS[0], 0.6),
-    ("wholebody_rtmw", ["detect/model=rtmdet_nano_person", "pose/model=rtmw_m"], COCO, 0.6),
-    ("wholebody_dwpose", ["detect/model=rtmdet_nano_person", "pose/model=dwpose_m"], COCO, 0.6),
+    ("wholebody_rtmw", ["detect/model=rtmdet_nano_person", "pose/model=rtmw_m"], COCO, 0.8),  # 27 boxes
+    ("wholebody_dwpose", ["detect/model=rtmdet_nano_person", "pose/model=dwpose_m"], COCO, 0.8),
 ])
 def test_topdown_families_match_inference_topdown(run_recipe, recipe, overrides, folder, bbox_thr):
     """MMPose's own PyTorch path against our PyTorch backend (ONNX Runtime has its own tests)."""
