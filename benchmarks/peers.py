@@ -55,7 +55,7 @@ def pose_export(work: Path) -> tuple[Path, Path]:
     runner_process(["recipe=body_rtmpose", f"input={DATA / 'sunglasses.jpg'}", "detect/model=whole_image",
                     f"pose/model={POSE}", f"+download.checkpoints.{POSE}={ckpt}", f"cache.dir={work / 'made'}",
                     f"backend.dir={work / 'onnx'}", "backend=onnxruntime", f"hydra.run.dir={work / 'made-run'}"])
-    (export,) = (work / "onnx").glob("rtmpose-m*.onnx")
+    (export,) = [p for p in (work / "onnx").glob("rtmpose-m*.onnx") if ".ort-" not in p.name]  # not ORT's graph
     return ckpt, export
 
 

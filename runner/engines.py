@@ -44,10 +44,11 @@ def native_description(config: str) -> dict | None:
 
 
 @functools.lru_cache(maxsize=8)
-def network(path: str, backend: str, threads: int | None, precision: str, owner: str):
-    """A compiled network, once per process (sequential sweep jobs reuse it)."""
+def network(path: str, backend: str, threads: int | None, precision: str, owner: str, compiled=None):
+    """A compiled network, once per process (sequential sweep jobs reuse it);
+    `compiled`: where its compiled forms are kept (backends.network.Compiled)."""
     from runner.backends.network import Network
-    return Network(path, backend, threads, precision, owner)
+    return Network(path, backend, threads, precision, owner, compiled)
 
 
 def forget_models() -> None:
@@ -209,7 +210,7 @@ class NativeEngine(Engine):
             structure = record(path)["structure"]
         threads = cfg.device.get("threads")
         compiled = network(str(path), backend.name, threads, "f32" if backend.precision == "int8" else
-                           backend.precision, self.owner)
+                           backend.precision, self.owner, self._compiled(checkpoint, path))
         if self.row.onnx_file:
             self.estimator_cls.check(compiled, self.entry, own)
         described = self._describe(compiled, path, own)
@@ -221,6 +222,16 @@ class NativeEngine(Engine):
                                       Path(str(cfg.backend.dir)).expanduser() if self.row.onnx_file else None)
             compiled = network(str(path), backend.name, threads, backend.precision, self.owner)
         return self.estimator_cls.build(compiled, described, self.entry, self._flip(described), structure)
+
+    def _compiled(self, checkpoint, path: Path):
+        """Where the network's compiled forms are kept, keyed by its content: a
+        user's file with its external data, or the export's recorded sha256."""
+        from runner.backends.files import record
+        from runner.backends.network import Compiled
+        from runner.hashing import digest
+        identity = digest([checkpoint.sha256, list(checkpoint.external)]) if self.row.onnx_file else \
+            record(path)["sha256"]
+        return Compiled(Path(str(self.ctx.cfg.backend.dir)).expanduser(), identity)
 
     def _describe(self, compiled, path: Path, own):
         from runner.native import describe

@@ -24,6 +24,12 @@ COCO = DATA / "coco"
 CHECKPOINTS = Path(os.environ.get("POSE_RUNNER_TEST_CHECKPOINTS", ROOT / ".cache" / "test-checkpoints"))
 
 
+def exports_in(folder: Path, pattern: str = "*.onnx") -> list[Path]:
+    """The runner's exports in a backend.dir, not ONNX Runtime's optimized graphs
+    kept beside them (`NAME.ort-DIGEST.onnx`)."""
+    return sorted(p for p in folder.glob(pattern) if ".ort-" not in p.name)
+
+
 def pytest_configure(config):
     if not COCO.is_dir():
         raise pytest.UsageError(f"test data not found at {DATA}: clone the project beside ../shared")

@@ -259,3 +259,35 @@ def test_precision_is_in_the_keys_and_int8_networks_are_cached_and_verified(make
     assert run(*int8, "cache.refresh=true").stages["pose"]["computed"] == 33 and len(made) == 2
     assert "is " in caplog.text and "quantizing it again" in caplog.text
     assert run(*args).stages["pose"]["computed"] == 0  # float32 entries untouched
+
+
+def test_onnx_runtime_keeps_its_optimized_graph_verified_and_gives_the_same_numbers(tmp_path, caplog):
+    """A session from the kept optimized graph (backends/network.py) runs the graph
+    ONNX Runtime would make anew, on this CPU: the same outputs bit for bit (one
+    thread each: the same kernels in the same order); made once, verified before
+    each use (weights altered at the same size: made again, with a warning), keyed
+    by the network's content."""
+    from runner.backends.network import Compiled, Network
+    from runner.hashing import sha256_file
+    detector = DATA.parent / "weights" / "rtmdet-nano_person_end2end.onnx"
+    batch = np.random.default_rng(0).uniform(-2, 2, (1, 3, 320, 320)).astype(np.float32)
+    anew = Network(detector, "onnxruntime", 1)(batch)
+    kept = Compiled(tmp_path / "onnx", sha256_file(detector))
+
+    def optimized_outputs() -> list[np.ndarray]:
+        return Network(detector, "onnxruntime", 1, compiled=kept)(batch)
+
+    for outputs in (optimized_outputs(), optimized_outputs()):
+        assert len(outputs) == len(anew) and all(np.array_equal(a, b) for a, b in zip(anew, outputs))
+    (graph,) = (tmp_path / "onnx").glob("*.ort-*.onnx")
+    weights = graph.with_suffix(".bin")
+    stamps = {p: p.stat().st_mtime_ns for p in (graph, weights)}
+    Network(detector, "onnxruntime", 1, compiled=kept)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # used as kept, not made again
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    weights.write_bytes(bytes(data))
+    assert all(np.array_equal(a, b) for a, b in zip(anew, optimized_outputs()))
+    assert "optimizing it again" in caplog.text and weights.read_bytes() != bytes(data)
+    Network(detector, "onnxruntime", 1, compiled=Compiled(kept.folder, "0" * 64))  # other content: another graph
+    assert len(list(kept.folder.glob("*.ort-*.onnx"))) == 2

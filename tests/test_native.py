@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import runner
-from conftest import COCO, DATA, ROOT
+from conftest import COCO, DATA, ROOT, exports_in
 from runner.errors import RunnerError
 
 WEIGHTS = ROOT.parent / "shared" / "weights"
@@ -97,7 +97,7 @@ def test_an_onnx_pose_file_is_a_model_like_any_checkpoint(make_checkpoint, tmp_p
              f"backend.dir={tmp_path / 'onnx'}"]
     registry = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "registry", overrides=[
         *boxes, "pose/model=rtmpose_t", f"+download.checkpoints.rtmpose_t={make_checkpoint('rtmpose_t')[0]}"])
-    (export,) = (tmp_path / "onnx").glob("rtmpose-t*.onnx")
+    (export,) = exports_in(tmp_path / "onnx", "rtmpose-t*.onnx")
     as_file = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "file", overrides=[
         *boxes, "pose/model=onnx", f"pose.model.path={export}"])
     assert as_file.stages["pose"]["computed"] == registry.stages["pose"]["computed"]  # its own keys
@@ -153,7 +153,7 @@ def test_a_wrong_model_file_is_one_line_before_any_image_is_read(pose_t, tmp_pat
     runner.run(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0], output_dir=tmp_path / "made",
                overrides=[*pose_t, "detect/model=whole_image", f"backend.dir={tmp_path / 'onnx'}",
                           f"cache.dir={tmp_path / 'cache'}"])
-    files = {"text": tmp_path / "notes.onnx", "export": next((tmp_path / "onnx").glob("rtmpose-t*.onnx")),
+    files = {"text": tmp_path / "notes.onnx", "export": exports_in(tmp_path / "onnx", "rtmpose-t*.onnx")[0],
              "garbage pipeline": tmp_path / "garbage" / "end2end.onnx"}
     files["text"].write_text("not a network")
     files["garbage pipeline"].parent.mkdir()

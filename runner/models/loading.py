@@ -115,7 +115,8 @@ def load_model(spec: ExportSpec, device: str, backend: str = "pytorch", precisio
     once per checkpoint) in ONNX Runtime or OpenVINO. int8 quantizes on the
     `calibration` images, pre-processed by `estimator_cls`."""
     from runner.backends.export import TorchAdapter, swap_network
-    from runner.backends.network import Network
+    from runner.backends.files import record
+    from runner.backends.network import Compiled, Network
     refuse_misfit(spec)
     model = _init_pytorch(spec.library, spec.config, spec.checkpoint, device, spec.owner)
     if backend == "pytorch":
@@ -128,7 +129,8 @@ def load_model(spec: ExportSpec, device: str, backend: str = "pytorch", precisio
         from runner.backends import openvino
         path = openvino.quantized(path, openvino.Calibration(calibration, reference_inputs(model, estimator_cls)),
                                   estimator_cls.int8_preset)
-    return swap_network(model, TorchAdapter(Network(path, backend, threads, precision, spec.owner), path))
+    compiled = Compiled(path.parent, record(path)["sha256"]) if precision != "int8" else None
+    return swap_network(model, TorchAdapter(Network(path, backend, threads, precision, spec.owner, compiled), path))
 
 
 def reference_inputs(model, estimator_cls):
