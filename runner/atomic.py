@@ -161,6 +161,9 @@ class CreateLock:
         self.token = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}"
         self.beats = 0
         self._seen: dict[Path, tuple[str | None, float]] = {}  # file -> (its content, when we first saw it)
+        # A beat and the release never interleave (a beat after the release would make
+        # the lock again); the heartbeat's requests hold no lock but this one's.
+        self._mutex = threading.Lock()
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -172,21 +175,28 @@ class CreateLock:
         self._hold()
 
     def release(self) -> None:
-        with CreateLock._guard:  # no heartbeat rewrites it from here on
-            CreateLock._held.discard(self)
+        self.forget()  # no heartbeat rewrites it from here on
         if self._read(self.path) == self._content():  # never remove a lock that is no longer ours
             self._remove(self.path)
+
+    def forget(self) -> None:
+        """No heartbeat rewrites it from here on (one under way finishes first)."""
+        with self._mutex, CreateLock._guard:
+            CreateLock._held.discard(self)
 
     def _content(self) -> str:
         return f"{self.token} {self.beats}\n"
 
     def beat(self) -> None:
         """Show the holder is alive: new content (the beat count)."""
-        if self._read(self.path) != self._content():
-            return  # broken by a waiter that took us for dead: do not re-create it
-        self.beats += 1
-        with contextlib.suppress(OSError):
-            self._write(self.path, self._content())
+        with self._mutex:
+            if self not in CreateLock._held:
+                return  # released meanwhile
+            if self._read(self.path) != self._content():
+                return  # broken by a waiter that took us for dead: do not re-create it
+            self.beats += 1
+            with contextlib.suppress(OSError):
+                self._write(self.path, self._content())
 
     # -- where the lock lives: a file (another kind of store overrides these) --
     POLL_S = 0.2
@@ -257,9 +267,17 @@ class CreateLock:
     def _heartbeat() -> None:
         while True:
             time.sleep(CreateLock.HEARTBEAT_S)
-            with CreateLock._guard:
-                for lock_ in list(CreateLock._held):
-                    lock_.beat()
+            CreateLock.beat_all()
+
+    @staticmethod
+    def beat_all() -> None:
+        """One beat of every lock held. The guard is taken only to copy the set: a
+        lock taken or released meanwhile never waits on the beats' reads and
+        writes (a bucket's leases: two requests each)."""
+        with CreateLock._guard:
+            held = list(CreateLock._held)
+        for lock_ in held:
+            lock_.beat()
 
 
 def _read(path: Path) -> str | None:

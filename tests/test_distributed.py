@@ -203,6 +203,40 @@ def test_a_live_holders_heartbeat_keeps_its_lock_past_the_stale_time(tmp_path):
         assert (tmp_path / "entry.lock").read_text().split()[:3] == held_by
 
 
+def test_a_slow_heartbeat_never_holds_up_taking_or_releasing_other_locks(tmp_path, monkeypatch):
+    """A beat reads and rewrites its lock (on a bucket: two requests, which may be
+    slow): taking and releasing other locks meanwhile goes on, and the lock being
+    beaten is released only once its beat is over (never re-made after the release)."""
+    import threading
+    from runner import atomic
+    atomic.set_lock_kind("create")
+    slow, other = atomic.CreateLock(tmp_path / "slow.lock"), atomic.CreateLock(tmp_path / "other.lock")
+    slow.acquire(timeout=0)
+    inside, done, order = threading.Event(), threading.Event(), []
+    real_read = slow._read
+
+    def slow_read(path):
+        inside.set()
+        done.wait(60)  # as long as the other lock's round is under way (or a minute: then the order shows it)
+        order.append("beat read")
+        return real_read(path)
+
+    monkeypatch.setattr(slow, "_read", slow_read)
+    beating = threading.Thread(target=atomic.CreateLock.beat_all)
+    beating.start()
+    assert inside.wait(60)
+    other.acquire(timeout=0)
+    other.release()
+    order.append("other taken and released")
+    done.set()
+    beating.join()
+    monkeypatch.setattr(slow, "_read", real_read)
+    slow.release()
+    atomic.set_lock_kind("auto")
+    assert order == ["other taken and released", "beat read"]
+    assert not (tmp_path / "slow.lock").exists() and not (tmp_path / "other.lock").exists()
+
+
 def test_a_stale_verdict_never_removes_the_lock_another_waiter_has_just_taken(tmp_path, monkeypatch):
     """Two waiters find a dead holder's lock stale. Just as the second is about to
     remove it, the first breaks it and takes the lock: the second must not remove

@@ -58,11 +58,6 @@ class ObjectLock(atomic.CreateLock):
         of that ago is still ours."""
         return time.monotonic() - self.written < self.STALE_S / 2
 
-    def forget(self) -> None:
-        """No heartbeat rewrites it from here on."""
-        with atomic.CreateLock._guard:
-            atomic.CreateLock._held.discard(self)
-
     def release(self) -> None:
         """As CreateLock's, without reading the lock first while it is certainly
         still ours (one request fewer per computed entry)."""
