@@ -105,17 +105,15 @@ def check_fits(checkpoint: str, sha256: str, config: str, library: str, owner: s
     `config`: the model (`role`/model=NAME of `entry` when given), one weight
     that does not fit with both shapes, and the fix (the registry model of the
     same family it fits, when there is one)."""
-    from runner.models.configs import config_identity
-    key = digest({"checkpoint": sha256, "config": config_identity(config),
-                  "libs": versions("torch", "mmengine", library)})
+    key = memo_key(sha256, config, library)
     memo_file = memo / "fits" / f"{key}.json" if memo is not None else None
-    if memo_file is not None and remembered(memo_file):
+    if memo_file is not None and remembered(memo_file, key):
         return
     found = _checked(checkpoint, sha256, config, library, owner)
     if found is None:
         if memo_file is not None:
             try:
-                atomic.write_json(memo_file, {"checkpoint": sha256, "config": config, "fits": True})
+                atomic.write_json(memo_file, {"key": key, "checkpoint": sha256, "config": config, "fits": True})
             except OSError:  # a read-only cache: the memo only saves time
                 pass
         return
@@ -130,9 +128,20 @@ def check_fits(checkpoint: str, sha256: str, config: str, library: str, owner: s
                       f"({found.counts()}); {fix}")
 
 
-def remembered(memo_file: Path) -> bool:
-    """Whether the memo says the checkpoint fits (an unreadable memo says nothing)."""
+def memo_key(sha256: str, config: str, library: str) -> str:
+    """What a verdict holds for: the checkpoint's content, the config's identity
+    and the libraries that build the model."""
+    from runner.models.configs import config_identity
+    return digest({"checkpoint": sha256, "config": config_identity(config),
+                   "libs": versions("torch", "mmengine", library)})
+
+
+def remembered(memo_file: Path, key: str) -> bool:
+    """Whether the memo says the checkpoint fits. Only a memo that names its own
+    key counts: an unreadable one, or one written for another checkpoint or
+    config (copied, restored to the wrong name), says nothing."""
     try:
-        return bool(json.loads(memo_file.read_text()).get("fits"))
+        found = json.loads(memo_file.read_text())
+        return isinstance(found, dict) and found.get("key") == key and found.get("fits") is True
     except (OSError, ValueError):
         return False

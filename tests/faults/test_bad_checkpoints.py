@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import shutil
 
 import pytest
 
@@ -142,3 +143,20 @@ def test_a_checkpoint_that_fits_is_checked_once_per_cache(make_checkpoint, tmp_p
     fit._checked.cache_clear()  # as in a new process
     runner.run(**args, output_dir=tmp_path / "b")
     assert fit._checked.cache_info().misses == 0
+
+
+def test_a_fits_verdict_counts_only_for_its_own_checkpoint_and_config(make_checkpoint, tmp_path):
+    """A memo copied to another verdict's name (a restored backup, a copy tool)
+    says nothing: the checkpoint of another model is still refused."""
+    from runner.models import fit
+    from runner.models.registry import load_entry
+    small = make_checkpoint("rtmpose_t")[0]
+    runner.run(recipe="body_rtmpose", input=IMAGE, output_dir=tmp_path / "fits", overrides=[
+        "detect/model=whole_image", "pose/model=rtmpose_t", f"pose.model.checkpoint={small}",
+        f"cache.dir={tmp_path / 'cache'}"])
+    (made,) = (tmp_path / "cache" / "memo" / "fits").glob("*.json")
+    other = fit.memo_key(hashlib.sha256(small.read_bytes()).hexdigest(), str(load_entry("rtmpose_m").config), "mmpose")
+    shutil.copyfile(made, made.with_name(f"{other}.json"))  # "rtmpose-t's weights fit RTMPose-m"
+    line = one_line(cli(f"input={IMAGE}", "detect/model=whole_image", f"pose.model.checkpoint={small}",
+                        f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"))
+    assert f"pose.model.checkpoint={small} does not fit pose/model=rtmpose_m" in line
