@@ -15,7 +15,7 @@ demo: setup
 	@scripts/demo.sh $(DATA)/coco
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Not part of `make test`: timings belong here, never in tests. rtmlib, the peer,
 # is installed pinned into .cache/bench-libs (pyproject's `bench` extra), outside

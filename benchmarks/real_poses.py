@@ -276,7 +276,7 @@ def speed(work: Work, rtmpose_m: Path, calibration: Path, rounds: int, calls: in
     networks = {"BlazePose full (a crop)": (BLAZEPOSE, None),
                 "RTMDet-nano (an image)": (DETECTORS["RTMDet-nano"][0], ((320, 320), *rtmdet_norm)),
                 "YOLOX-nano (an image)": (DETECTORS["YOLOX-nano"][0], ((416, 416), [0, 0, 0], [1, 1, 1])),
-                "RTMPose-m (a crop)": (next(onnx.glob("rtmpose-m*.onnx")), None)}
+                "RTMPose-m (a crop)": (next(p for p in onnx.glob("rtmpose-m*.onnx") if ".ort-" not in p.name), None)}
     contenders, inputs = {}, {}
     for name, (path, letterboxed) in networks.items():
         (ir,) = onnx.glob(f"{path.stem}.int8-*.xml")

@@ -291,3 +291,33 @@ def test_onnx_runtime_keeps_its_optimized_graph_verified_and_gives_the_same_numb
     assert "optimizing it again" in caplog.text and weights.read_bytes() != bytes(data)
     Network(detector, "onnxruntime", 1, compiled=Compiled(kept.folder, "0" * 64))  # other content: another graph
     assert len(list(kept.folder.glob("*.ort-*.onnx"))) == 2
+
+
+def test_openvino_keeps_its_compiled_network_checked_and_gives_the_same_numbers(tmp_path, caplog):
+    """OpenVINO's compiled networks are kept in a folder of their own in
+    backend.dir (its model cache) and checked against their record before each
+    use: OpenVINO itself would load a damaged one (other outputs, measured); the
+    same outputs bit for bit as compiled anew; used as kept when whole."""
+    from runner.backends.network import Compiled, Network
+    from runner.hashing import sha256_file
+    detector = DATA.parent / "weights" / "rtmdet-nano_person_end2end.onnx"
+    batch = np.random.default_rng(0).uniform(-2, 2, (1, 3, 320, 320)).astype(np.float32)
+    anew = Network(detector, "openvino", 1)(batch)
+    kept = Compiled(tmp_path / "onnx", sha256_file(detector))
+
+    def kept_outputs() -> list[np.ndarray]:
+        return Network(detector, "openvino", 1, compiled=kept)(batch)
+
+    for outputs in (kept_outputs(), kept_outputs()):
+        assert len(outputs) == len(anew) and all(np.array_equal(a, b) for a, b in zip(anew, outputs))
+    (folder,) = [p for p in kept.folder.glob("*.ov-*") if p.is_dir()]
+    (blob,) = folder.iterdir()
+    stamp = blob.stat().st_mtime_ns
+    kept_outputs()
+    assert blob.stat().st_mtime_ns == stamp and "compiling it again" not in caplog.text  # used as kept
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)
+    blob.write_bytes(bytes(data))
+    assert all(np.array_equal(a, b) for a, b in zip(anew, kept_outputs()))
+    assert "compiling it again" in caplog.text and [p.read_bytes() for p in folder.iterdir()] != [bytes(data)]

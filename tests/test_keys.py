@@ -24,7 +24,7 @@ import onnx
 import pytest
 
 import runner
-from conftest import COCO, ROOT
+from conftest import COCO, ROOT, exports_in
 
 WEIGHTS = ROOT.parent / "shared" / "weights"
 IMAGE = "000000196141.jpg"  # four people
@@ -304,7 +304,7 @@ def warm(tmp_path_factory, make_checkpoint):
                           "pose/model=rtmpose_t", f"pose.model.checkpoint={found['registry'] / 'ckpt' / 'rtmpose_t.pth'}",
                           f"backend.dir={root / 'exports'}", f"cache.dir={root / 'export-cache'}"])
     assert made.manifest["status"] == "ok"
-    export = next((root / "exports").glob("rtmpose_t-*.onnx"))
+    (export,) = exports_in(root / "exports", "rtmpose_t-*.onnx")
     for base in ("files", "external"):
         shutil.copyfile(export, found[base] / "pose" / "pose.onnx")
     shutil.copyfile(export.with_suffix(".json"), found["files"] / "pose" / "pose.json")

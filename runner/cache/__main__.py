@@ -68,12 +68,17 @@ def default_dirs() -> tuple[str | Path, Path]:
 
 def exports(folder: Path | None) -> list[tuple[list[Path], float, int]]:
     """Each derived network as (its files, last use, bytes): an ONNX export (.onnx
-    + .json), an int8 OpenVINO IR (.xml + .bin + .json). A use touches the
-    record (.json), never the network file (its stat memo stays valid)."""
+    + .json), ONNX Runtime's optimized graph (.onnx + .bin + .json), an int8
+    OpenVINO IR (.xml + .bin + .json), OpenVINO's compiled networks (a .ov-
+    folder + its .json). A use touches the record (.json), never the network
+    file (its stat memo stays valid)."""
     out = []
-    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml")]) if folder and folder.is_dir() else []
+    made = sorted([*folder.glob("*.onnx"), *folder.glob("*.xml"), *(p for p in folder.glob("*.ov-*") if p.is_dir())]) \
+        if folder and folder.is_dir() else []
     for main in made:
-        files = [p for p in (main, main.with_suffix(".bin"), main.with_suffix(".json")) if p.exists()]
+        files = [*main.iterdir(), main.with_name(main.name + ".json")] if main.is_dir() else \
+            [main, main.with_suffix(".bin"), main.with_suffix(".json")]
+        files = [p for p in files if p.exists()]
         try:
             used = max(p.stat().st_mtime for p in files)
             out.append((files, used, sum(p.stat().st_size for p in files)))
