@@ -87,11 +87,12 @@ class Network:
         from runner.backends.openvino import HINTS, core  # the precision was checked by backends.table
         settings = {"INFERENCE_PRECISION_HINT": HINTS[precision], "INFERENCE_NUM_THREADS": threads,
                     "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        engine = core()  # first: OpenVINO imported with its telemetry off (it would write into ~/intel)
         if kept is None:
-            compiled = core().compile_model(str(self.path), "CPU", settings)
+            compiled = engine.compile_model(str(self.path), "CPU", settings)
         else:
             with openvino_cache(self.path, kept, precision, threads) as folder:
-                compiled = core().compile_model(str(self.path), "CPU",
+                compiled = engine.compile_model(str(self.path), "CPU",
                                                 {**settings, **({"CACHE_DIR": str(folder)} if folder else {})})
         request = compiled.create_infer_request()
 
@@ -194,7 +195,7 @@ def openvino_cache(source: Path, kept: Compiled, precision: str, threads: int):
     emptied, OpenVINO compiles anew and the record is written after it."""
     import shutil
 
-    import openvino
+    import openvino  # imported by core() already, with its telemetry off
     from runner import atomic
     from runner.backends import files
     from runner.hashing import digest, sha256_file
