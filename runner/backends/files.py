@@ -120,6 +120,26 @@ def verified(path: Path, doing: str, make) -> Path:
     return path
 
 
+def install(path: Path, save, record_fields: dict) -> None:
+    """`save(scratch_path)` writes a network (and its weights, `.bin`, if it has
+    any) into a scratch folder beside `path`; both are moved into place, then
+    the .json record with their sha256 and `record_fields`, last: until it is
+    written, the network counts as missing."""
+    from runner.hashing import sha256_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".making-"))
+    try:
+        save(scratch / path.name)
+        files = {}
+        for name in (path.name, path.with_suffix(".bin").name):
+            if (scratch / name).exists():
+                files[name] = sha256_file(scratch / name)
+                os.replace(scratch / name, path.parent / name)
+        atomic.write_json(path.with_suffix(".json"), {**record_fields, "files": files})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 _scratch: dict[Path, Path] = {}
 
 

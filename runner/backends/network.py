@@ -163,28 +163,13 @@ def optimized_graph(source: Path, compiled: Compiled) -> Path:
 
 
 def _optimize(source: Path, path: Path, key: dict) -> None:
-    """Save ORT's optimized graph of `source` at `path` (+ its weights, .bin),
-    made in a scratch folder beside it; the .json record last (until it is
-    written, the graph counts as missing)."""
-    import shutil
-    import tempfile
-
+    """Save ORT's optimized graph of `source` at `path` (+ its weights, .bin; a
+    network with no weight over 1 KiB has none) with its record (files.install)."""
     import onnxruntime as ort
-    from runner import atomic
-    from runner.hashing import sha256_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".optimizing-"))
-    try:
-        ort.InferenceSession(str(source), ort_options(1, save_to=scratch / path.name),
-                             providers=["CPUExecutionProvider"])
-        files = {}
-        for name in (path.name, path.with_suffix(".bin").name):
-            if (scratch / name).exists():  # a network with no weight over 1 KiB has no .bin
-                files[name] = sha256_file(scratch / name)
-                os.replace(scratch / name, path.parent / name)
-        atomic.write_json(path.with_suffix(".json"), {"files": files, "optimized": key, "source": source.name})
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    from runner.backends.files import install
+    install(path, lambda made: ort.InferenceSession(str(source), ort_options(1, save_to=made),
+                                                    providers=["CPUExecutionProvider"]),
+            {"optimized": key, "source": source.name})
 
 
 @contextlib.contextmanager

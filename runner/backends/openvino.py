@@ -22,14 +22,11 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from runner import atomic
-from runner.backends.files import record, verified
+from runner.backends.files import install, record, verified
 from runner.errors import RunnerError
 from runner.hashing import digest, sha256_file
 
@@ -96,8 +93,8 @@ def source(network: Path) -> tuple[str, list | None]:
 
 
 def quantize(onnx: Path, path: Path, calibration: "Calibration", preset: str) -> None:
-    """NNCF's post-training quantization of `onnx`, saved as IR at `path` (+ .bin).
-    The .json record is written last: until it is, the IR counts as missing."""
+    """NNCF's post-training quantization of `onnx`, saved as IR at `path` (+ .bin)
+    with its record (files.install)."""
     with telemetry_off():
         import nncf
     import openvino as ov
@@ -105,16 +102,8 @@ def quantize(onnx: Path, path: Path, calibration: "Calibration", preset: str) ->
     log.info("quantizing %s to int8 on %d calibration inputs", onnx.name, len(samples))
     result = nncf.quantize(core().read_model(str(onnx)), nncf.Dataset(samples), subset_size=len(samples),
                            preset=nncf.QuantizationPreset(preset))
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=".quantizing-"))
-    try:
-        ov.save_model(result, str(scratch / path.name), compress_to_fp16=False)
-        files = {}
-        for name in (path.name, path.with_suffix(".bin").name):
-            files[name] = sha256_file(scratch / name)
-            os.replace(scratch / name, path.parent / name)
-        atomic.write_json(path.with_suffix(".json"), {"structure": source(onnx)[1], "files": files})
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    install(path, lambda made: ov.save_model(result, str(made), compress_to_fp16=False),
+            {"structure": source(onnx)[1]})
 
 
 def calibration_images(folder) -> list[Path]:
