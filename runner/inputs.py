@@ -388,7 +388,7 @@ def open_bucket(url: str, reading: Reading) -> BucketFiles:
     from runner.objects import Location, Bucket
     location = Location.of(url)
     bucket = Bucket(location.bucket)
-    bucket.check()
+    bucket.check(location.prefix)
     exts = IMAGE_EXTS | VIDEO_EXTS
     one = bucket.exists(location.prefix) if location.prefix and not url.endswith("/") else None
     if one is not None:

@@ -3,14 +3,19 @@ its protocol (MinIO, Ceph RGW, GCS through its S3 interface), for the cache
 (runner/cache/remote.py), the inputs (runner/inputs.py) and a sharded run's
 records (runner/jobs.py).
 
-Endpoint, region and credentials come from where the AWS SDK looks: the
-AWS_* environment variables (AWS_ENDPOINT_URL for MinIO and the like),
-~/.aws/config and ~/.aws/credentials, an instance or pod role. Requests are
-retried by botocore's own retry modes (standard: bounded attempts, exponential
-back-off with jitter, throttling answers included; AWS_MAX_ATTEMPTS and
-AWS_RETRY_MODE change them). Errors are one line naming the endpoint and the
-bucket, never a credential: messages are ours, and any text that comes from
-the SDK is scrubbed of the session's keys."""
+Requests go through obstore (the Python binding of Rust's object_store): about
+0.5 ms of client CPU a request where the AWS SDK for Python takes 3 ms, and no
+second to start. On a cold cache run that CPU is taken from the models
+(BENCHMARKS.md, "Object storage").
+
+Endpoint, region and credentials come from where the AWS SDK looks: the AWS_*
+environment variables (AWS_ENDPOINT_URL for MinIO and the like); otherwise
+botocore's own chain (AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO,
+a container, pod or instance role), asked once per process and refreshed.
+Requests are retried with exponential back-off (throttling answers and an
+unreachable store included), AWS_MAX_ATTEMPTS attempts in all. Errors are one
+line naming the endpoint and the bucket, never a credential: messages are ours,
+and any text that comes from the client is scrubbed of the session's keys."""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +24,8 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 from runner.errors import RunnerError
@@ -28,8 +34,9 @@ SCHEME = "s3://"
 # Requests of one batch in flight at once (reads and writes of cache entries,
 # input images): enough to hide round trips, few enough to be polite to a store.
 CONCURRENCY = 16
-MAX_ATTEMPTS = 5  # botocore's default for its standard mode is 3; a store under load deserves a little more
+MAX_ATTEMPTS = 5  # the AWS SDKs' default is 3; a store under load deserves a little more
 CHUNK_BYTES = 1 << 20  # a video is streamed to disk in pieces of this size
+DELETE_BATCH = 1000  # DeleteObjects takes 1000 keys a request
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -102,60 +109,131 @@ class ObjectInfo:
     modified: datetime
 
 
-def retries() -> dict:
-    """botocore's retry settings: AWS_RETRY_MODE and AWS_MAX_ATTEMPTS when set."""
-    return {"mode": os.environ.get("AWS_RETRY_MODE", "standard"),
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS))}
+def attempts() -> int:
+    """Attempts a request gets in all (AWS_MAX_ATTEMPTS when set)."""
+    return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS)))
+
+
+class NoCredentials(Exception):
+    """No credentials anywhere the AWS SDK looks."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the store is and who asks, resolved once per process."""
+    endpoint: str  # "" for AWS itself
+    region: str
+    keys: dict | None  # static keys (obstore's access_key_id, secret_access_key, token)
+    provider: Callable[[], dict] | None  # else refreshable ones, from botocore's chain
+
+    def url(self) -> str:
+        return self.endpoint or f"https://s3.{self.region}.amazonaws.com"
+
+    def secrets(self) -> list[str]:
+        found = dict(self.keys or {})
+        if self.provider is not None:
+            try:
+                found = self.provider()
+            except Exception:
+                found = {}
+        return [v for k, v in found.items() if k in ("access_key_id", "secret_access_key", "token") and v]
+
+
+def _from_environment() -> Settings | None:
+    """The AWS_* variables alone, when nothing else could change what the SDK
+    would use (no profile named, no config file): the quick way, no botocore."""
+    env = os.environ
+    config = Path(env.get("AWS_CONFIG_FILE", "~/.aws/config")).expanduser()
+    if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")) or \
+            env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or config.exists():
+        return None
+    keys = {"access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
+    if env.get("AWS_SESSION_TOKEN"):
+        keys["token"] = env["AWS_SESSION_TOKEN"]
+    return Settings(env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "",
+                    env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1", keys, None)
+
+
+def _from_botocore() -> Settings:
+    """botocore's chain: profiles, config and credential files, SSO, roles."""
+    import botocore.session
+    from botocore.configprovider import ConfiguredEndpointProvider
+    from botocore.exceptions import BotoCoreError
+    session = botocore.session.Session()
+    try:
+        credentials = session.get_credentials()
+        region = session.get_config_variable("region") or "us-east-1"
+        endpoint = None
+        if not session.get_config_variable("ignore_configured_endpoint_urls"):
+            endpoint = ConfiguredEndpointProvider(full_config=session.full_config,
+                                                  scoped_config=session.get_scoped_config(),
+                                                  client_name="s3").provide()
+    except BotoCoreError as err:  # a profile that does not exist, a broken config file
+        raise RunnerError(f"AWS configuration: {err}") from None
+    if credentials is None:
+        return Settings(endpoint or "", region, None, None)
+
+    def provide() -> dict:
+        frozen = credentials.get_frozen_credentials()  # refreshed by botocore when they expire
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                "token": frozen.token, "expires_at": datetime.now(timezone.utc) + timedelta(minutes=5)}
+    return Settings(endpoint or "", region, None, provide)
 
 
 _made: dict = {}
 _making = threading.Lock()
 
 
-def _client():
-    """(session, client), made once per process (importing boto3 and making a
-    client take a second: runner/cache/remote.py starts it early)."""
+def settings() -> Settings:
     with _making:
-        if not _made:
-            import boto3
-            from botocore.config import Config
-            session = boto3.session.Session()
-            # entries carry their own sha256 and inputs are hashed as read: no second checksum per request
-            config = Config(retries=retries(), connect_timeout=10, read_timeout=60,
-                            max_pool_connections=2 * CONCURRENCY, tcp_keepalive=True,
-                            request_checksum_calculation="when_required",
-                            response_checksum_validation="when_required")
-            _made["client"] = session, session.client("s3", config=config)
-        return _made["client"]
+        if "settings" not in _made:
+            _made["settings"] = _from_environment() or _from_botocore()
+        return _made["settings"]
+
+
+def store(bucket: str):
+    """This process's obstore S3Store for `bucket` (thread-safe; one connection pool).
+    Raises NoCredentials when there are none."""
+    found = settings()
+    if found.keys is None and found.provider is None:
+        raise NoCredentials()
+    with _making:
+        if bucket not in _made:
+            from obstore.store import S3Store
+            retry = {"max_retries": attempts() - 1, "retry_timeout": timedelta(minutes=3),
+                     "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=15),
+                                 "base": 2.0}}
+            client = {"allow_http": found.endpoint.startswith("http://"), "connect_timeout": "10s",
+                      "timeout": "60s"}
+            _made[bucket] = S3Store(bucket, region=found.region, **({"endpoint": found.endpoint} if found.endpoint
+                                                                    else {}),
+                                    client_options=client, retry_config=retry, credential_provider=found.provider,
+                                    **(found.keys or {}))
+        return _made[bucket]
 
 
 def forget_client() -> None:
-    """Make the next request build a new client (from the environment as it is then)."""
+    """Make the next request resolve settings and build stores anew (from the environment as it is then)."""
     with _making:
         _made.clear()
 
 
-def client():
-    """This process's S3 client (thread-safe; one connection pool)."""
-    return _client()[1]
-
-
 def endpoint() -> str:
-    return redact(client().meta.endpoint_url)
+    try:
+        return redact(settings().url())
+    except RunnerError:
+        return "the configured endpoint"
 
 
 def scrub(text: str) -> str:
-    """`text` without the session's access key, secret key or token (SDK messages may quote them)."""
+    """`text` without the session's access key, secret key or token (client messages may quote them)."""
     text = redact(text)
     try:
-        credentials = _client()[0].get_credentials()
+        secrets = settings().secrets()
     except Exception:
         return text
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        for secret in (frozen.access_key, frozen.secret_key, frozen.token):
-            if secret:
-                text = text.replace(secret, "***")
+    for secret in sorted(secrets, key=len, reverse=True):  # a key may be a part of another
+        text = text.replace(secret, "***")
     return text
 
 
@@ -192,144 +270,163 @@ def ordered_ahead(fn: Callable[[T], R], items: Iterable[T], ahead: int = CONCURR
         yield pending.popleft().result()
 
 
-def _code(err) -> str:
-    return str(err.response.get("Error", {}).get("Code", "")) if hasattr(err, "response") else ""
+def _code(err: Exception) -> str:
+    """The S3 error code the store answered (<Code>...</Code>), if any."""
+    found = re.search(r"<Code>([^<]+)</Code>", str(err))
+    return found.group(1) if found else ""
 
 
-def _status(err) -> int:
-    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) if hasattr(err, "response") else 0
+def _status(err: Exception) -> int:
+    found = re.search(r"status code: (\d{3})", str(err))
+    return int(found.group(1)) if found else 0
 
 
 REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken",
            "TokenRefreshRequired", "AllAccessDisabled", "AuthorizationHeaderMalformed", "Forbidden"}
+THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 
 
 def failure(err: Exception, bucket: str, what: str) -> StorageError:
-    """One line for an SDK error while doing `what` on `bucket`."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as ConnectError,
-                                     NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
+    """One line for a client error while doing `what` on `bucket`."""
+    from obstore.exceptions import InvalidPathError, PermissionDeniedError, UnauthenticatedError
+    if isinstance(err, RunnerError):  # already one line (a broken AWS profile)
+        return err if isinstance(err, StorageError) else StorageError(str(err))
     where = f"s3://{bucket} at {endpoint()}"
-    if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
+    if isinstance(err, NoCredentials):
         return StorageError(f"no credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                             "AWS_PROFILE, or ~/.aws/credentials (or give this machine a role)")
-    if isinstance(err, ClientError):
-        code, status = _code(err), _status(err)
-        if code in REFUSED or status == 403:
-            return StorageError(f"{where} refused the credentials ({code or status}) while {what}: check "
-                                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy",
-                                refused=True)
-        if code == "NoSuchBucket" or (status == 404 and what == "opening the bucket"):
-            return StorageError(f"bucket {bucket} does not exist at {endpoint()}: create it (aws s3 mb s3://{bucket}) "
-                                "or fix the URL")
-        if code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded") or status in (429, 503):
-            return StorageError(f"{where} kept throttling requests ({code or status}) while {what}, after "
-                                f"{retries()['max_attempts']} attempts: everything finished so far is kept; run "
-                                "the same command again to go on (AWS_MAX_ATTEMPTS allows more attempts)")
+    code, status = _code(err), _status(err)
+    if isinstance(err, (PermissionDeniedError, UnauthenticatedError)) or code in REFUSED or status in (401, 403):
+        return StorageError(f"{where} refused the credentials ({code or status}) while {what}: check "
+                            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy",
+                            refused=True)
+    if code == "NoSuchBucket":
+        return StorageError(f"bucket {bucket} does not exist at {endpoint()}: create it (aws s3 mb s3://{bucket}) "
+                            "or fix the URL")
+    if code in THROTTLED or status in (429, 503):
+        return StorageError(f"{where} kept throttling requests ({code or status}) while {what}, after "
+                            f"{attempts()} attempts: everything finished so far is kept; run "
+                            "the same command again to go on (AWS_MAX_ATTEMPTS allows more attempts)")
+    if isinstance(err, InvalidPathError):
+        bad = re.search(r'[Pp]ath "([^"]*)"', str(err))
+        return StorageError(f"{where}: the object {bad.group(1) if bad else '?'} has a key with an empty or '.' "
+                            f"part, which the client cannot address, while {what}: rename it or pass a prefix "
+                            "without it")
+    if status:
         return StorageError(f"{where} answered {code or status} while {what}: everything finished so far is kept; "
                             "run the same command again to go on")
-    if isinstance(err, (ConnectError, ReadTimeoutError)) or isinstance(err, BotoCoreError):
+    from obstore.exceptions import BaseError
+    if isinstance(err, BaseError):  # no answer: refused connection, timeout, unknown host
         return StorageError(f"cannot reach the object store at {endpoint()} (s3://{bucket}) while {what}, after "
-                            f"{retries()['max_attempts']} attempts ({type(err).__name__}): is it running and "
-                            "reachable? Everything finished so far is kept; run the same command again to go on")
+                            f"{attempts()} attempts: is it running and reachable? Everything finished so "
+                            "far is kept; run the same command again to go on")
     return StorageError(scrub(f"{where}: {type(err).__name__} while {what}: {err}").splitlines()[0])
 
 
+def _missing(err: Exception) -> bool:
+    """A 404 for the object (not for the bucket)."""
+    from obstore.exceptions import NotFoundError
+    return (isinstance(err, NotFoundError) or _status(err) == 404) and _code(err) != "NoSuchBucket"
+
+
 class Bucket:
-    """The requests pose-runner makes of one bucket; each SDK error becomes a StorageError line."""
+    """The requests pose-runner makes of one bucket; each client error becomes a StorageError line."""
 
     def __init__(self, name: str):
         self.name = name
 
-    def _call(self, what: str, method: str, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-        try:
-            return getattr(client(), method)(Bucket=self.name, **kwargs)
-        except (BotoCoreError, ClientError) as err:
-            raise failure(err, self.name, what) from None
+    def _failure(self, err: Exception, what: str) -> StorageError:
+        return failure(err, self.name, what)
 
-    def check(self) -> None:
-        """The bucket exists and these credentials may use it (before any model runs)."""
-        self._call("opening the bucket", "head_bucket")
+    def check(self, probe: str = "") -> None:
+        """The bucket exists and these credentials may use it (before any model
+        runs): a read of an object that need not exist under `probe` (a prefix)."""
+        import obstore
+        key = "/".join(p for p in (probe.strip("/"), ".pose-runner-check") if p)
+        try:
+            obstore.get(store(self.name), key, options={"range": (0, 1)})
+        except Exception as err:
+            if not _missing(err):
+                raise self._failure(err, "opening the bucket") from None
 
     def get(self, key: str, first: int | None = None) -> tuple[bytes, datetime] | None:
         """(the object's bytes (its `first` bytes), when it was last written), or None when there is none."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        import obstore
         try:
-            answer = client().get_object(Bucket=self.name, Key=key,
-                                         **({"Range": f"bytes=0-{first - 1}"} if first else {}))
-            return answer["Body"].read(), answer["LastModified"]
-        except ClientError as err:
-            if _code(err) in ("NoSuchKey", "404") or _status(err) == 404:
+            found = obstore.get(store(self.name), key, options={"range": (0, first)} if first else None)
+            return bytes(found.bytes()), found.meta["last_modified"]
+        except Exception as err:
+            if _missing(err):
                 return None
-            raise failure(err, self.name, f"reading {key}") from None
-        except BotoCoreError as err:
-            raise failure(err, self.name, f"reading {key}") from None
+            raise self._failure(err, f"reading {key}") from None
 
     def put(self, key: str, data: bytes, only_new: bool = False) -> bool:
         """Write an object whole (readers see the old one or the new one);
-        `only_new`: only if there is none yet (S3's conditional write).
-        False when it was there already."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        `only_new`: only if there is none yet (S3's conditional write,
+        If-None-Match: *). False when it was there already."""
+        import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
         try:
-            client().put_object(Bucket=self.name, Key=key, Body=data, **({"IfNoneMatch": "*"} if only_new else {}))
+            obstore.put(store(self.name), key, data, mode="create" if only_new else "overwrite")
             return True
-        except ClientError as err:
-            if only_new and (_status(err) in (409, 412) or _code(err) in ("PreconditionFailed",
-                                                                          "ConditionalRequestConflict")):
-                return False
-            raise failure(err, self.name, f"writing {key}") from None
-        except BotoCoreError as err:
-            raise failure(err, self.name, f"writing {key}") from None
+        except (AlreadyExistsError, PreconditionError):
+            return False
+        except Exception as err:
+            if only_new and (_status(err) == 409 or _code(err) == "ConditionalRequestConflict"):
+                return False  # another conditional write to it was in flight: it is there now
+            raise self._failure(err, f"writing {key}") from None
 
-    def touch(self, key: str) -> None:
-        """Mark the object used now (a copy onto itself; its bytes stay)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+    def touch(self, key: str, data: bytes) -> None:
+        """Mark the object used now: its own bytes written again (S3 has no
+        cheaper way: a copy onto itself needs the SDK's metadata directive)."""
         try:
-            client().copy_object(Bucket=self.name, Key=key, CopySource={"Bucket": self.name, "Key": key},
-                                 MetadataDirective="REPLACE")
-        except (BotoCoreError, ClientError):
-            pass  # gone meanwhile, or a read-only bucket: the mark only orders `gc`
+            self.put(key, data)
+        except StorageError:
+            pass  # a read-only bucket: the mark only orders `gc`
 
     def delete(self, keys: list[str]) -> None:
-        for at in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys a request
-            chunk = keys[at:at + 1000]
-            self._call(f"removing {len(chunk)} objects", "delete_objects",
-                       Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+        import obstore
+        for at in range(0, len(keys), DELETE_BATCH):
+            chunk = keys[at:at + DELETE_BATCH]
+            try:
+                obstore.delete(store(self.name), chunk)
+            except Exception as err:
+                if not _missing(err):
+                    raise self._failure(err, f"removing {len(chunk)} objects") from None
 
     def list(self, prefix: str, recursive: bool = True) -> Iterator[ObjectInfo]:
-        """Every object under `prefix` (a folder-like prefix ends with /), in key
-        order; not `recursive`: only those directly under it."""
-        from botocore.exceptions import BotoCoreError, ClientError
-        pages = client().get_paginator("list_objects_v2").paginate(
-            Bucket=self.name, Prefix=prefix, **({} if recursive else {"Delimiter": "/"}))
+        """Every object under `prefix` (a folder-like prefix ending with /);
+        not `recursive`: only those directly under it."""
+        import obstore
         try:
-            for page in pages:
-                for entry in page.get("Contents", []):
-                    yield ObjectInfo(entry["Key"], int(entry["Size"]), entry["LastModified"])
-        except (BotoCoreError, ClientError) as err:
-            raise failure(err, self.name, f"listing {prefix or '/'}") from None
+            if recursive:
+                for batch in obstore.list(store(self.name), prefix or None, chunk_size=1000):
+                    for entry in batch:
+                        yield ObjectInfo(entry["path"], int(entry["size"]), entry["last_modified"])
+            else:
+                for entry in obstore.list_with_delimiter(store(self.name), prefix or None)["objects"]:
+                    yield ObjectInfo(entry["path"], int(entry["size"]), entry["last_modified"])
+        except Exception as err:
+            raise self._failure(err, f"listing {prefix or '/'}") from None
 
     def exists(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        import obstore
         try:
-            answer = client().head_object(Bucket=self.name, Key=key)
-        except ClientError as err:
-            if _status(err) == 404:
+            found = obstore.head(store(self.name), key)
+        except Exception as err:
+            if _missing(err):
                 return None
-            raise failure(err, self.name, f"looking up {key}") from None
-        except BotoCoreError as err:
-            raise failure(err, self.name, f"looking up {key}") from None
-        return ObjectInfo(key, int(answer["ContentLength"]), answer["LastModified"])
+            raise self._failure(err, f"looking up {key}") from None
+        return ObjectInfo(key, int(found["size"]), found["last_modified"])
 
     def download(self, key: str, out: BinaryIO) -> str:
         """Stream the object into `out` in CHUNK_BYTES pieces; its sha256."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        import obstore
         digest = hashlib.sha256()
         try:
-            body = client().get_object(Bucket=self.name, Key=key)["Body"]
-            for piece in body.iter_chunks(CHUNK_BYTES):
+            for piece in obstore.get(store(self.name), key).stream(min_chunk_size=CHUNK_BYTES):
                 digest.update(piece)
                 out.write(piece)
-        except (BotoCoreError, ClientError) as err:
-            raise failure(err, self.name, f"reading {key}") from None
+        except Exception as err:
+            raise self._failure(err, f"reading {key}") from None
         return digest.hexdigest()

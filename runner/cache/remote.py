@@ -17,8 +17,8 @@ cache's entries, keys, checksums and layout, one object per entry under
 - Releases: a batch's leases that are certainly still ours go in one
   DeleteObjects request.
 - Last use, for `gc`: an entry read more than a day after it was last marked
-  is marked again (a copy onto itself): gc orders by use to within a day, for
-  one request per entry per day."""
+  is marked again (its bytes written again): gc orders by use to within a
+  day, for one request per entry per day."""
 from __future__ import annotations
 
 import contextlib
@@ -97,8 +97,8 @@ class ObjectStore(Store):
         self.lock_timeout_s = lock_timeout_s
         self.read_only = False
         # No bucket, no credentials, refused, unreachable: one line at the first
-        # use, before any model runs; checked meanwhile (the SDK takes a second
-        # to start), while the models load.
+        # use, before any model runs; checked meanwhile (a round trip, and
+        # botocore's start when credentials come from a profile), while the models load.
         self._failed: objects.StorageError | None = None
         self._checking: threading.Thread | None = threading.Thread(target=self._check, name="bucket-check",
                                                                    daemon=True)
@@ -106,7 +106,7 @@ class ObjectStore(Store):
 
     def _check(self) -> None:
         try:
-            self._bucket.check()
+            self._bucket.check(self.location.prefix)
         except objects.StorageError as err:
             self._failed = err
 
@@ -167,7 +167,7 @@ class ObjectStore(Store):
         arrays = self._verified(path, data)
         if arrays is not None and not self.read_only and \
                 time.time() - written.timestamp() > MARK_USE_AFTER_S:
-            self.bucket.touch(path)
+            self.bucket.touch(path, data)
         return arrays
 
     def get_many(self, keys: list[EntryKey]) -> list[dict[str, np.ndarray] | None]:
