@@ -12,6 +12,8 @@ Endpoint, region and credentials come from where the AWS SDK looks: the AWS_*
 environment variables (AWS_ENDPOINT_URL for MinIO and the like); otherwise
 botocore's own chain (AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO,
 a container, pod or instance role), asked once per process and refreshed.
+obstore's runtime does not survive a fork: a process that used it must start
+new processes (spawn), as Hydra's launchers, Ray and submitit do.
 Requests are retried with exponential back-off (throttling answers and an
 unreachable store included), AWS_MAX_ATTEMPTS attempts in all. Errors are one
 line naming the endpoint and the bucket, never a credential: messages are ours,
@@ -150,7 +152,8 @@ def _from_environment() -> Settings | None:
     keys = {"access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
     if env.get("AWS_SESSION_TOKEN"):
         keys["token"] = env["AWS_SESSION_TOKEN"]
-    return Settings(env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "",
+    ignored = env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() == "true"
+    return Settings("" if ignored else env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or "",
                     env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1", keys, None)
 
 
@@ -173,10 +176,15 @@ def _from_botocore() -> Settings:
     if credentials is None:
         return Settings(endpoint or "", region, None, None)
 
+    from botocore.credentials import RefreshableCredentials
+    refreshed = isinstance(credentials, RefreshableCredentials)
+
     def provide() -> dict:
-        frozen = credentials.get_frozen_credentials()  # refreshed by botocore when they expire
-        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
-                "token": frozen.token, "expires_at": datetime.now(timezone.utc) + timedelta(minutes=5)}
+        # botocore hands out refreshable credentials with at least 10 minutes left;
+        # obstore asks again once fewer than 5 remain by this account (every 5 minutes)
+        frozen = credentials.get_frozen_credentials()
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "token": frozen.token,
+                "expires_at": datetime.now(timezone.utc) + timedelta(minutes=10) if refreshed else None}
     return Settings(endpoint or "", region, None, provide)
 
 
@@ -203,10 +211,14 @@ def store(bucket: str):
             retry = {"max_retries": attempts() - 1, "retry_timeout": timedelta(minutes=3),
                      "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=15),
                                  "base": 2.0}}
+            # a stalled connection fails after a minute without a byte (and is retried); a
+            # request as a whole may take long: a video streamed from the bucket
             client = {"allow_http": found.endpoint.startswith("http://"), "connect_timeout": "10s",
-                      "timeout": "60s"}
-            _made[bucket] = S3Store(bucket, region=found.region, **({"endpoint": found.endpoint} if found.endpoint
-                                                                    else {}),
+                      "read_timeout": "60s", "timeout": "24h"}
+            # S3Store also reads AWS_* variables of its own (AWS_ENDPOINT, AWS_CONDITIONAL_PUT,
+            # AWS_SKIP_SIGNATURE...): what it may take from them is given here instead
+            _made[bucket] = S3Store(bucket, region=found.region, endpoint=found.url(), conditional_put="etag",
+                                    skip_signature=False, virtual_hosted_style_request=False,
                                     client_options=client, retry_config=retry, credential_provider=found.provider,
                                     **(found.keys or {}))
         return _made[bucket]
@@ -272,8 +284,8 @@ def ordered_ahead(fn: Callable[[T], R], items: Iterable[T], ahead: int = CONCURR
 
 def _code(err: Exception) -> str:
     """The S3 error code the store answered (<Code>...</Code>), if any."""
-    found = re.search(r"<Code>([^<]+)</Code>", str(err))
-    return found.group(1) if found else ""
+    found = re.search(r"<Code>([^<]+)</Code>|\(code: (\w+)\)", str(err))  # the second: DeleteObjects' per-key errors
+    return (found.group(1) or found.group(2)) if found else ""
 
 
 def _status(err: Exception) -> int:
@@ -282,7 +294,7 @@ def _status(err: Exception) -> int:
 
 
 REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken",
-           "TokenRefreshRequired", "AllAccessDisabled", "AuthorizationHeaderMalformed", "Forbidden"}
+           "TokenRefreshRequired", "AllAccessDisabled", "Forbidden"}
 THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 
 
@@ -296,6 +308,10 @@ def failure(err: Exception, bucket: str, what: str) -> StorageError:
         return StorageError(f"no credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                             "AWS_PROFILE, or ~/.aws/credentials (or give this machine a role)")
     code, status = _code(err), _status(err)
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException") or \
+            "incorrectly configured region" in str(err):
+        return StorageError(f"{where} is in another region than {settings().region} (the client does not follow "
+                            f"redirects): set AWS_REGION to the bucket's region")
     if isinstance(err, (PermissionDeniedError, UnauthenticatedError)) or code in REFUSED or status in (401, 403):
         return StorageError(f"{where} refused the credentials ({code or status}) while {what}: check "
                             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's policy",
@@ -307,7 +323,7 @@ def failure(err: Exception, bucket: str, what: str) -> StorageError:
         return StorageError(f"{where} kept throttling requests ({code or status}) while {what}, after "
                             f"{attempts()} attempts: everything finished so far is kept; run "
                             "the same command again to go on (AWS_MAX_ATTEMPTS allows more attempts)")
-    if isinstance(err, InvalidPathError):
+    if isinstance(err, (InvalidPathError, ValueError)):  # ValueError: a key the caller gave
         bad = re.search(r'[Pp]ath "([^"]*)"', str(err))
         return StorageError(f"{where}: the object {bad.group(1) if bad else '?'} has a key with an empty or '.' "
                             f"part, which the client cannot address, while {what}: rename it or pass a prefix "
@@ -346,7 +362,7 @@ class Bucket:
         try:
             obstore.get(store(self.name), key, options={"range": (0, 1)})
         except Exception as err:
-            if not _missing(err):
+            if _code(err) != "NoSuchKey":  # S3's own answer; not a proxy's or another service's 404
                 raise self._failure(err, "opening the bucket") from None
 
     def get(self, key: str, first: int | None = None) -> tuple[bytes, datetime] | None:
@@ -369,11 +385,11 @@ class Bucket:
         try:
             obstore.put(store(self.name), key, data, mode="create" if only_new else "overwrite")
             return True
-        except (AlreadyExistsError, PreconditionError):
-            return False
         except Exception as err:
-            if only_new and (_status(err) == 409 or _code(err) == "ConditionalRequestConflict"):
-                return False  # another conditional write to it was in flight: it is there now
+            # object_store reports a 412, and any 409 (another conditional write in
+            # flight), as AlreadyExistsError: "there already" only for a conditional write
+            if only_new and isinstance(err, (AlreadyExistsError, PreconditionError)):
+                return False
             raise self._failure(err, f"writing {key}") from None
 
     def touch(self, key: str, data: bytes) -> None:

@@ -475,3 +475,41 @@ def test_a_profile_in_the_aws_files_gives_endpoint_region_and_credentials(s3, cl
             objects.Bucket(bucket).get("profile/ok.txt")
     finally:
         objects.forget_client()
+
+
+class Answering:
+    """A WSGI layer: every request of `method` gets this S3 error answer."""
+
+    def __init__(self, app, method: str, status: str, code: str):
+        self.app, self.method, self.status, self.code = app, method, status, code
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] != self.method:
+            return self.app(environ, start_response)
+        start_response(self.status, [("Content-Type", "application/xml")])
+        return [f"<Error><Code>{self.code}</Code><Message>as a store answers</Message></Error>".encode()]
+
+
+@pytest.mark.parametrize("status,code,said", [
+    ("409 Conflict", "OperationAborted", "answered OperationAborted while writing"),
+    ("400 Bad Request", "AuthorizationHeaderMalformed", "is in another region than us-east-1"),
+])
+def test_a_write_the_store_turns_away_is_one_line_never_taken_for_already_there(bucket, monkeypatch, status, code,
+                                                                               said):
+    """A plain write answered 409 must fail (the client reports every 409 as
+    "already exists", which only a conditional write may take as its answer)."""
+    from runner import objects
+    server = S3Server()
+    server.start(lambda app: Answering(app, "PUT", status, code))
+    for name, value in (("AWS_ENDPOINT_URL", server.endpoint), ("AWS_ACCESS_KEY_ID", "pose-runner-test"),
+                        ("AWS_SECRET_ACCESS_KEY", SECRET), ("AWS_DEFAULT_REGION", "us-east-1"),
+                        ("AWS_MAX_ATTEMPTS", "1")):
+        monkeypatch.setenv(name, value)
+    objects.forget_client()
+    try:
+        with pytest.raises(objects.StorageError) as refused:
+            objects.Bucket(bucket).put("entries/one.bin", b"an entry")
+        assert f"s3://{bucket} at {server.endpoint} {said}" in str(refused.value)
+    finally:
+        server.stop()
+        objects.forget_client()
