@@ -12,7 +12,7 @@ from runner import signals
 from runner.config import command_line, compose_run, help_text, single_run, validate_cli
 from runner.console import keep_library_files_in, silence_library_noise
 from runner.errors import RunnerError
-from runner.schema import local_cache_dir
+from runner.schema import machine_dir
 
 
 def run_once(args: list[str]) -> int:
@@ -20,7 +20,7 @@ def run_once(args: list[str]) -> int:
     it (a sweep's jobs get Hydra's launchers). Prints the summary; the exit status."""
     from runner.pipeline import execute, summary
     cfg = compose_run(args)
-    keep_library_files_in(local_cache_dir(str(cfg.cache.dir)))
+    keep_library_files_in(machine_dir(cfg))
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     result = execute(cfg, keep_records=False)
@@ -41,7 +41,7 @@ def main() -> None:
             sys.exit(run_once(args))
         cfg = validate_cli(args)
         if cfg is not None:
-            keep_library_files_in(local_cache_dir(str(cfg.cache.dir)))
+            keep_library_files_in(machine_dir(cfg))
         from runner.hydra_app import hydra_entry
         hydra_entry()
     except RunnerError as err:

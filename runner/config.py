@@ -217,9 +217,12 @@ def check_values(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "input"):
         raise RunnerError("no input: pass input=PATH (an image, a folder of images, a video) "
                           "or input=webcam")
-    from runner.objects import refuse_unsupported
+    from runner.objects import is_url, refuse_unsupported
     for key in ("cache.dir", "input"):
         refuse_unsupported(key, OmegaConf.select(cfg, key))
+    if is_url(OmegaConf.select(cfg, "cache.machine_dir")):
+        raise RunnerError(f"cache.machine_dir={cfg.cache.machine_dir}: this machine's files (checkpoints, exports, "
+                          "memos) need a folder; only cache.dir may be a bucket")
     for key, rule in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=True)
@@ -229,7 +232,7 @@ def check_values(cfg: DictConfig) -> None:
             continue
         if not rule.good(value):
             raise RunnerError(f"{key}={_shown(value)} is not {rule.what}")
-    for key in ("cache.dir", "download.dir", "backend.dir"):
+    for key in ("cache.dir", "cache.machine_dir", "download.dir", "backend.dir"):
         if not str(OmegaConf.select(cfg, key) or "").strip():
             raise RunnerError(f"{key}= is empty, which would put the cache in the working folder: pass a folder, "
                               "or leave it unset (cache.dir: $POSE_RUNNER_CACHE or ~/.cache/pose-runner)")

@@ -118,6 +118,7 @@ def merge_group(group: Group, out_dir: Path):
     cfg = OmegaConf.create(recorded["config"])
     if is_url(str(cfg.cache.dir)):
         here = local_cache_dir(str(cfg.cache.dir))
+        cfg.cache.machine_dir = str(here)
         cfg.download.dir, cfg.backend.dir = str(here / "checkpoints"), str(here / "onnx")
     cfg.shard.count, cfg.shard.index = 1, 0
     cfg.output.dir, cfg.cache.no_models, cfg.cache.refresh, cfg.dry_run = str(out_dir), True, False, False

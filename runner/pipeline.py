@@ -24,7 +24,7 @@ from runner.jobs import publish
 from runner.inputs import STREAM_SCHEMES, Reading, Source, open_source, prefetch
 from runner.backends import files
 from runner.backends.table import Backend, choose_backend, resolve_device
-from runner.schema import local_cache_dir
+from runner.schema import machine_dir
 from runner.outputs import RunFolder, check_run_folder, claim_run_folder
 from runner.shards import frames_in_shard, in_shard
 from runner.stages.base import Record, Stage
@@ -68,7 +68,7 @@ class RunContext:
         atomic.set_lock_kind(str(cfg.cache.lock))
         atomic.CreateLock.STALE_S = float(cfg.cache.lock_stale_s)
         self.store = open_store(str(cfg.cache.dir), float(cfg.cache.lock_timeout_s))
-        self.hasher = FileHasher(local_cache_dir(str(cfg.cache.dir)) / "memo")
+        self.hasher = FileHasher(machine_dir(cfg) / "memo")
         files.set_hasher(self.hasher)  # exports are checked through the same stat memo
         self.resolver = CheckpointResolver(str(cfg.download.dir), cfg.download.mirror,
                                            float(cfg.download.timeout_s), self.hasher)

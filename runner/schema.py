@@ -105,8 +105,7 @@ def key(default, help: str, rule: Rule | None = None):
 class Download:
     mirror: Optional[str] = key(None, "a folder of checkpoints under their official file names, tried before the "
                                       "network")
-    dir: str = key("${local_dir:${cache.dir}}/checkpoints", "where downloaded checkpoints are kept (on this machine: "
-                                                           "the default local cache folder when cache.dir is a URL)")
+    dir: str = key("${cache.machine_dir}/checkpoints", "where downloaded checkpoints are kept (on this machine)")
     timeout_s: float = key(30.0, "seconds a download may stall", positive("a positive number of seconds"))
     checkpoints: Dict[str, str] = key({}, "per model, a checkpoint (path or URL) that wins over the registry's: "
                                           "+download.checkpoints.rtmpose_m=/weights/mine.pth")
@@ -157,8 +156,8 @@ class Device:
 class Backend:
     name: str = key("auto", "what runs the networks (runner/backends/table.py)",
                     one_of("auto", *BACKENDS, what=", ".join(("auto", *BACKENDS))))
-    dir: str = key("${local_dir:${cache.dir}}/onnx", "exported networks (and int8 OpenVINO IR), by checkpoint and "
-                                                     "settings (on this machine, as download.dir)")
+    dir: str = key("${cache.machine_dir}/onnx", "exported networks (and int8 OpenVINO IR), by checkpoint and "
+                                               "settings (on this machine, as download.dir)")
     precision: str = key("f32", "f32 | bf16 | f16 | int8; part of the model stages' keys",
                          one_of(*PRECISIONS, what=", ".join(PRECISIONS)))
     calibration: Optional[str] = key(None, "int8 only: a folder of images like the ones you will run")
@@ -170,6 +169,11 @@ class Cache:
                    "one cache for every run and sweep job: detections, keypoints, checkpoints, exports "
                    "(POSE_RUNNER_CACHE moves it); or s3://BUCKET/PREFIX: the entries in a bucket, the rest on "
                    "this machine")
+    machine_dir: str = key("${local_dir:${cache.dir}}",
+                           "this machine's own files: checkpoints, exports, the memos of file hashes and of "
+                           "checkpoints found to fit, the libraries' files; cache.dir itself when it is a folder, "
+                           "else $POSE_RUNNER_CACHE or ~/.cache/pose-runner. Set it to keep them on a local disk "
+                           "when cache.dir is a shared one (NFS, Lustre)")
     refresh: bool = key(False, "recompute every entry this run touches (and overwrite it)")
     lock_timeout_s: float = key(900.0, "longest wait for another process computing (downloading, exporting) what "
                                        "this run needs; then a clear error, never a hang",
@@ -196,6 +200,11 @@ def local_cache_dir(cache_dir: str | None) -> Path:
         if candidate and not is_url(candidate):
             return Path(candidate).expanduser()
     return Path(DEFAULT_CACHE).expanduser()
+
+
+def machine_dir(cfg) -> Path:
+    """The run's folder of this machine's own files (cache.machine_dir)."""
+    return Path(str(cfg.cache.machine_dir)).expanduser()
 
 
 OmegaConf.register_new_resolver("local_dir", lambda cache_dir: str(local_cache_dir(str(cache_dir))), replace=True)

@@ -105,6 +105,15 @@ def onnx_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("onnx")
 
 
+@pytest.fixture(scope="session")
+def machine_dir(tmp_path_factory) -> Path:
+    """This machine's own files (exports, the memos of file hashes and of
+    checkpoints found to fit, the libraries' files: cache.machine_dir) shared by
+    the session's runs, as a user's runs share them: each model pays its export
+    and its fit check (a torch import and a model build) once, not once a test."""
+    return tmp_path_factory.mktemp("machine")
+
+
 @pytest.fixture
 def cache_dir(tmp_path) -> Path:
     return tmp_path / "cache"

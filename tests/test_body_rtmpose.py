@@ -57,15 +57,17 @@ def n_boxes(result) -> int:
 
 # -- parity ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("det_name,pose_name,bbox_thr", [
-    ("rtmdet_nano_person", "rtmpose_t", 0.3),
-    ("rtmdet_m_person", "rtmpose_m", 0.8),  # the guide's pair; fewer boxes keep it quick
+@pytest.mark.parametrize("det_name,pose_name,bbox_thr,image_index", [
+    ("rtmdet_nano_person", "rtmpose_t", 0.3, None),  # the folder
+    ("rtmdet_m_person", "rtmpose_m", 0.8, 1),  # the guide's pair; one image and fewer boxes keep it quick
 ])
-def test_parity_with_mmdet_and_mmpose(make_checkpoint, cache_dir, tmp_path, det_name, pose_name, bbox_thr):
+def test_parity_with_mmdet_and_mmpose(make_checkpoint, cache_dir, tmp_path, det_name, pose_name, bbox_thr,
+                                      image_index):
     from mmpose.apis import inference_topdown
 
     (det_path, det_url), (pose_path, pose_url) = make_checkpoint(det_name), make_checkpoint(pose_name)
-    result = runner.run(recipe="body_rtmpose", input=COCO, output_dir=tmp_path / "out", overrides=[
+    source = COCO if image_index is None else sorted(COCO.glob("*.jpg"))[image_index]
+    result = runner.run(recipe="body_rtmpose", input=source, output_dir=tmp_path / "out", overrides=[
         f"detect/model={det_name}", f"pose/model={pose_name}", f"cache.dir={cache_dir}",
         f"detect.model.checkpoint={det_url}", f"pose.model.checkpoint={pose_url}",
         f"detect.bbox_thr={bbox_thr}", "detect.batch_size=1", "backend=pytorch"])

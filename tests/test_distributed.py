@@ -25,10 +25,12 @@ from conftest import COCO, ROOT
 
 
 @pytest.fixture
-def models(make_checkpoint):
+def models(make_checkpoint, machine_dir):
+    """RTMDet-nano + RTMPose-t from local files; exports and memos in the session's machine_dir."""
     det, pose = make_checkpoint("rtmdet_nano_person")[0], make_checkpoint("rtmpose_t")[0]
     return ["recipe=body_rtmpose", "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
-            f"+download.checkpoints.rtmdet_nano_person={det}", f"+download.checkpoints.rtmpose_t={pose}"]
+            f"+download.checkpoints.rtmdet_nano_person={det}", f"+download.checkpoints.rtmpose_t={pose}",
+            f"cache.machine_dir={machine_dir}"]
 
 
 def runner_cli(*args, env=None, **kwargs):

@@ -23,10 +23,12 @@ BODY_GT = COCO / "test_coco.json"
 
 
 @pytest.fixture
-def small(make_checkpoint):
+def small(make_checkpoint, machine_dir):
+    """RTMDet-nano + RTMPose-t from local files; exports and memos in the session's machine_dir."""
     det, pose = make_checkpoint("rtmdet_nano_person")[0], make_checkpoint("rtmpose_t")[0]
     return ["recipe=body_rtmpose", "detect/model=rtmdet_nano_person", "pose/model=rtmpose_t",
-            f"+download.checkpoints.rtmdet_nano_person={det}", f"+download.checkpoints.rtmpose_t={pose}"]
+            f"+download.checkpoints.rtmdet_nano_person={det}", f"+download.checkpoints.rtmpose_t={pose}",
+            f"cache.machine_dir={machine_dir}"]
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:

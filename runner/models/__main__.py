@@ -29,11 +29,11 @@ def fetch(names: list[str], mirror: str | None) -> None:
     from runner.config import compose_config
     from runner.checkpoints.download import CheckpointResolver
     from runner.hashing import FileHasher
-    from runner.schema import local_cache_dir
+    from runner.schema import machine_dir
 
     cfg = compose_config([])
     resolver = CheckpointResolver(str(cfg.download.dir), mirror, float(cfg.download.timeout_s),
-                                  FileHasher(local_cache_dir(str(cfg.cache.dir)) / "memo"))
+                                  FileHasher(machine_dir(cfg) / "memo"))
     for name in names:
         entry = registry.load_entry(name)
         if not entry.get("checkpoint"):

@@ -61,8 +61,16 @@ def fault_server(served_dir):
 
 
 @pytest.fixture
-def small_models(make_checkpoint):
-    """Overrides for RTMDet-nano + RTMPose-t from local files."""
+def small_models(small_models_in_cache, machine_dir):
+    """Overrides for RTMDet-nano + RTMPose-t from local files; this machine's
+    files (exports, memos) in the session's machine_dir."""
+    return [*small_models_in_cache, f"cache.machine_dir={machine_dir}"]
+
+
+@pytest.fixture
+def small_models_in_cache(make_checkpoint):
+    """Overrides for RTMDet-nano + RTMPose-t from local files; exports and memos
+    in each run's cache.dir (for the tests of what a cache folder holds)."""
     det, pose = make_checkpoint("rtmdet_nano_person")[0], make_checkpoint("rtmpose_t")[0]
     return ["detect/model=rtmdet_nano_person", "pose/model=rtmpose_t", f"+download.checkpoints.rtmdet_nano_person={det}",
             f"+download.checkpoints.rtmpose_t={pose}"]

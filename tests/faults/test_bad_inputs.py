@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import runner
-from cases import GOOD, bomb_png, cli, folder_of, huge_jpeg_header, one_line, png_named_jpg, small_models, \
-    zero_frame_video  # noqa: F401  (small_models is a fixture)
+from cases import (GOOD, bomb_png, cli, folder_of, huge_jpeg_header, one_line, png_named_jpg,  # noqa: F401 (fixtures)
+                   small_models, small_models_in_cache, zero_frame_video)
 from runner.errors import RunnerError
 
 

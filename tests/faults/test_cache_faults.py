@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import runner
-from cases import EROFS_PROCESS, cli, folder_of, one_line, read_only, small_models  # noqa: F401
+from cases import EROFS_PROCESS, cli, folder_of, one_line, read_only, small_models_in_cache  # noqa: F401
 from conftest import COCO, ROOT, exports_in
 
 
@@ -21,10 +21,10 @@ def files(folder):
 
 
 @pytest.mark.parametrize("means", ["this machine's", "EROFS on every write"])
-def test_a_read_only_cache_serves_hits_and_computes_misses_without_storing(small_models, tmp_path, means):
+def test_a_read_only_cache_serves_hits_and_computes_misses_without_storing(small_models_in_cache, tmp_path, means):
     folder = folder_of(tmp_path, "photos", good=2)
     cache = tmp_path / "cache"
-    first = cli(f"input={folder}", *small_models, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'warm'}",
+    first = cli(f"input={folder}", *small_models_in_cache, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / 'warm'}",
                 "detect.bbox_thr=0.6")
     assert first.returncode == 0, first.stderr[-2000:]
     before = files(cache)
@@ -38,7 +38,7 @@ def test_a_read_only_cache_serves_hits_and_computes_misses_without_storing(small
     print(f"read-only cache by {how}")
 
     def on_read_only_cache(name, *more):
-        return run([f"input={folder}", *small_models, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / name}",
+        return run([f"input={folder}", *small_models_in_cache, f"cache.dir={cache}", f"hydra.run.dir={tmp_path / name}",
                     *more])
 
     hits = on_read_only_cache("hits", "detect.bbox_thr=0.6")
@@ -55,17 +55,17 @@ def test_a_read_only_cache_serves_hits_and_computes_misses_without_storing(small
     assert files(cache) == before  # nothing written
 
 
-def test_cache_dir_that_is_a_file_is_one_line(small_models, tmp_path):
+def test_cache_dir_that_is_a_file_is_one_line(small_models_in_cache, tmp_path):
     (tmp_path / "cachefile").write_text("")
-    line = one_line(cli(f"input={COCO}", *small_models, f"cache.dir={tmp_path / 'cachefile'}",
+    line = one_line(cli(f"input={COCO}", *small_models_in_cache, f"cache.dir={tmp_path / 'cachefile'}",
                         f"hydra.run.dir={tmp_path / 'run'}"))
     assert "cache.dir=" in line and "is a file: point cache.dir" in line
 
 
 @pytest.mark.parametrize("lock", ["auto", "create"])  # create: the lock network filesystems get
-def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_path, lock):
+def test_two_processes_on_one_cache_compute_each_entry_once(small_models_in_cache, tmp_path, lock):
     folder = folder_of(tmp_path, "photos", good=4)
-    args = [f"input={folder}", *small_models, f"cache.dir={tmp_path / 'cache'}", "detect.batch_size=1",
+    args = [f"input={folder}", *small_models_in_cache, f"cache.dir={tmp_path / 'cache'}", "detect.batch_size=1",
             f"cache.lock={lock}"]
     runs = [subprocess.Popen([sys.executable, "-m", "runner", *args, f"hydra.run.dir={tmp_path / str(n)}"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for n in range(2)]
@@ -79,9 +79,9 @@ def test_two_processes_on_one_cache_compute_each_entry_once(small_models, tmp_pa
         assert not list((tmp_path / "cache").rglob("*.lock"))  # lock files go with their release
 
 
-def test_a_flipped_cache_entry_is_recomputed(small_models, tmp_path, forwards):
+def test_a_flipped_cache_entry_is_recomputed(small_models_in_cache, tmp_path, forwards):
     args = dict(recipe="body_rtmpose", input=sorted(COCO.glob("*.jpg"))[0],
-                overrides=[*small_models, f"cache.dir={tmp_path / 'cache'}"])
+                overrides=[*small_models_in_cache, f"cache.dir={tmp_path / 'cache'}"])
     first = runner.run(**args, output_dir=tmp_path / "a")
     (entry,) = (tmp_path / "cache" / "stages" / "detect").rglob("*.safetensors")
     data = bytearray(entry.read_bytes())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cases import EROFS_PROCESS, GOOD, cli, one_line, read_only, small_models  # noqa: F401  (a fixture)
-from conftest import COCO, DATA, ROOT
+from cases import EROFS_PROCESS, GOOD, cli, one_line, read_only, small_models, small_models_in_cache  # noqa: F401  (fixtures)
+from conftest import COCO, DATA, ROOT, exports_in
 
 IMAGE = GOOD[0]
 
@@ -42,6 +42,8 @@ ONNX_DETECTOR = DATA.parent / "weights" / "rtmdet-nano_person_end2end.onnx"
                                                   "rtmo family runs one pass): pass pose.flip_test=null or false"),
     (["-m", "recipe=body_rtmo", "pose/model=rtmo_s", "pose.flip_test=false,true"], "pose/model=rtmo_s has no flip test"),
     (["output.video_fourcc=zzzzz"], "output.video_fourcc=zzzzz is not four characters"),
+    (["cache.machine_dir=s3://poses/machine"], "cache.machine_dir=s3://poses/machine: this machine's files "
+                                               "(checkpoints, exports, memos) need a folder"),
     (["-m", "output.dir=a,b", "visualize.radius=1,2"], "output.dir=a,b: a sweep has one output.dir, its jobs' folders "
                                                        "are DIR/0, DIR/1, ...: pass one folder"),
 ])
@@ -54,17 +56,28 @@ def test_a_bad_value_fails_in_one_line_before_any_job(tmp_path, args, expected):
 
 @pytest.mark.parametrize("backend", [["backend=onnxruntime"],
                                      ["backend=openvino", "backend.precision=int8", f"backend.calibration={COCO}"]])
-def test_a_run_writes_nothing_outside_its_folder_and_the_cache(small_models, tmp_path, backend):
+def test_a_run_writes_nothing_outside_its_folder_and_the_cache(small_models, small_models_in_cache, tmp_path, backend):
     """ONNX Runtime's telemetry store, OpenVINO's and NNCF's telemetry id,
     matplotlib's font list and YAPF's grammar cache would go to the home folder."""
     home = tmp_path / "home"
     home.mkdir()
-    done = cli(f"input={sorted(COCO.glob('*.jpg'))[0]}", *small_models, *backend,
+    done = cli(f"input={sorted(COCO.glob('*.jpg'))[0]}", *small_models_in_cache, *backend,
                f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
                env={"HOME": str(home), "XDG_CACHE_HOME": "", "MPLCONFIGDIR": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     assert [str(p.relative_to(home)) for p in home.rglob("*")] == []
     assert (tmp_path / "cache" / "libraries").is_dir()
+
+
+def test_this_machines_files_go_to_cache_machine_dir_and_only_entries_to_the_cache(small_models_in_cache, tmp_path):
+    """cache.machine_dir (a local disk beside a cache on a shared one) holds the
+    exports, the memos and the libraries' files; cache.dir the stages' entries."""
+    machine = tmp_path / "machine"
+    done = cli(f"input={IMAGE}", *small_models_in_cache, "detect/model=whole_image", f"cache.dir={tmp_path / 'cache'}",
+               f"cache.machine_dir={machine}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["stages"]
+    assert exports_in(machine / "onnx") and (machine / "memo" / "fits").is_dir() and (machine / "libraries").is_dir()
 
 
 def earlier_run(small_models, tmp_path) -> tuple[Path, dict]:

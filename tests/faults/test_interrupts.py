@@ -10,7 +10,8 @@ import sys
 
 import cv2
 
-from cases import cli, folder_of, kill, one_line, run_folder_files, small_models, wait_for  # noqa: F401
+from cases import (cli, folder_of, kill, one_line, run_folder_files, small_models, small_models_in_cache,  # noqa: F401
+                   wait_for)
 from conftest import ROOT
 
 
