@@ -100,12 +100,6 @@ def make_checkpoint(calibration_images, served_dir, server):
 
 
 @pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory) -> Path:
-    """ONNX exports shared by the session's tests (each test has its own stage cache)."""
-    return tmp_path_factory.mktemp("onnx")
-
-
-@pytest.fixture(scope="session")
 def machine_dir(tmp_path_factory) -> Path:
     """This machine's own files (exports, the memos of file hashes and of
     checkpoints found to fit, the libraries' files: cache.machine_dir) shared by

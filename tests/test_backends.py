@@ -27,11 +27,11 @@ DETECTIONS = COCO / "test_coco_det_AP_H_56.json"
 
 
 @pytest.fixture
-def both_backends(make_checkpoint, cache_dir, onnx_dir, tmp_path):
+def both_backends(make_checkpoint, cache_dir, machine_dir, tmp_path):
     """run(recipe, input, *overrides) -> {backend: result}, same cache and checkpoints."""
 
     def run(recipe, input, *overrides, models=(), other="onnxruntime"):
-        args = [f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides]
+        args = [f"cache.dir={cache_dir}", f"cache.machine_dir={machine_dir}", *overrides]
         for name in models:
             args.append(f"+download.checkpoints.{name}={make_checkpoint(name)[1]}")
         return {b: runner.run(recipe=recipe, input=input, overrides=[*args, f"backend={b}"],
@@ -63,14 +63,14 @@ BODY_BOXES = ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "pose
     ("wholebody_rtmw", COCO, ["detect/model=from_file", f"detect.model.path={DETECTIONS}", "detect.bbox_thr=0.6",
                               "pose/model=rtmw_m"], "rtmw_m", "onnxruntime"),
 ])
-def test_topdown_families_match_mmpose_pytorch(make_checkpoint, cache_dir, onnx_dir, tmp_path, recipe, folder,
+def test_topdown_families_match_mmpose_pytorch(make_checkpoint, cache_dir, machine_dir, tmp_path, recipe, folder,
                                                overrides, model, backend):
     """The exported network's run against inference_topdown with the same checkpoint and boxes."""
     from mmpose.apis import inference_topdown
     path, url = make_checkpoint(model)
     result = runner.run(recipe=recipe, input=folder, output_dir=tmp_path / "out", overrides=[
-        f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides, f"+download.checkpoints.{model}={url}",
-        f"backend={backend}"])
+        f"cache.dir={cache_dir}", f"cache.machine_dir={machine_dir}", *overrides,
+        f"+download.checkpoints.{model}={url}", f"backend={backend}"])
     assert result.manifest["backend"] == {"name": backend, "precision": "f32", "why": f"backend={backend} asked for"}
     reference, compared = load_pose_model(model, path), Compared()
     for record in result.records:
@@ -99,7 +99,7 @@ def test_detector_matches_pytorch(both_backends, other):
     pairs(results, bbox_thr=0.3, nms_thr=0.3)
 
 
-def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache_dir, onnx_dir, tmp_path,
+def test_exports_are_cached_and_the_backend_is_in_the_key(make_checkpoint, cache_dir, machine_dir, tmp_path,
                                                           monkeypatch, forwards):
     from runner.backends import export as backend
     from runner.engines import forget_models

@@ -31,7 +31,7 @@ WHOLEBODY_PARTS = {"body": (0, 17), "feet": (17, 23), "face": (23, 91),
 
 
 @pytest.fixture
-def run_recipe(make_checkpoint, cache_dir, onnx_dir, tmp_path):
+def run_recipe(make_checkpoint, cache_dir, machine_dir, tmp_path):
     """run_recipe(recipe, input, *overrides) with locally made checkpoints for
     whatever models the composed recipe names, served over HTTP. The backend is
     the default one (ONNX Runtime on this CPU) unless an override says otherwise."""
@@ -39,7 +39,7 @@ def run_recipe(make_checkpoint, cache_dir, onnx_dir, tmp_path):
 
     def run(recipe, input, *overrides):
         cfg = compose_config([f"recipe={recipe}", *overrides])
-        args = [f"cache.dir={cache_dir}", f"backend.dir={onnx_dir}", *overrides]
+        args = [f"cache.dir={cache_dir}", f"cache.machine_dir={machine_dir}", *overrides]
         for role in ("detect", "pose"):
             if role in cfg.recipe.steps and cfg[role].model.get("checkpoint"):
                 path, url = make_checkpoint(str(cfg[role].model.name))
@@ -412,7 +412,7 @@ def test_an_image_with_no_detection_gets_zero_instances(run_recipe, tmp_path, fo
 
 # -- sweeping across families ---------------------------------------------------------
 
-def test_sweep_across_families_shares_detections(make_checkpoint, onnx_dir, tmp_path):
+def test_sweep_across_families_shares_detections(make_checkpoint, machine_dir, tmp_path):
     """-m recipe=body_rtmpose,wholebody: each job its own pose model (local
     weights per model through download.checkpoints), one detector: the second
     job reuses every detection of the first."""
@@ -424,14 +424,14 @@ def test_sweep_across_families_shares_detections(make_checkpoint, onnx_dir, tmp_
     done = subprocess.run(
         [sys.executable, "-m", "runner", "-m", "recipe=body_rtmpose,wholebody", f"input={COCO}",
          "detect/model=rtmdet_nano_person", "detect.bbox_thr=0.5", f"cache.dir={tmp_path / 'cache'}",
-         f"backend.dir={onnx_dir}",
+         f"cache.machine_dir={machine_dir}",
          f"+download.checkpoints.rtmdet_nano_person={det[1]}", f"+download.checkpoints.rtmpose_m={body[1]}",
          f"+download.checkpoints.rtmw_m={whole[1]}", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     first, second = (json.loads((sweep / str(i) / "manifest.json").read_text()) for i in (0, 1))
     assert (first["recipe"], second["recipe"]) == ("body_rtmpose", "wholebody")
-    assert second["checkpoints"]["pose"]["file"].startswith(str(tmp_path / "cache"))
+    assert second["checkpoints"]["pose"]["file"].startswith(str(machine_dir / "checkpoints"))  # downloaded
     assert first["stages"]["detect"]["computed"] == 4
     assert second["stages"]["detect"]["computed"] == 0 and second["stages"]["detect"]["cache_hits"] == 4
     assert second["stages"]["pose"]["computed"] == first["stages"]["pose"]["computed"] > 0

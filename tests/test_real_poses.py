@@ -36,7 +36,7 @@ BODY = ["pose/model=blazepose_full", f"pose.model.path={BLAZEPOSE}", "detect/mod
 
 
 def test_a_sweep_across_families_ranks_trained_blazepose_first_and_untrained_rtmpose_last(
-        make_checkpoint, onnx_dir, tmp_path):
+        make_checkpoint, machine_dir, tmp_path):
     """The issue's sweep on annotated images: BlazePose (trained; AP 0.461
     measured) and RTMPose-m with locally made weights (AP 0, measured), on the
     trained detector's boxes; the report ranks them and names the best job."""
@@ -46,7 +46,7 @@ def test_a_sweep_across_families_ranks_trained_blazepose_first_and_untrained_rtm
                            f"eval.ann_file={COCO_GT}", "pose/model=blazepose_full,rtmpose_m", *BODY[2:],
                            f"+download.checkpoints.blazepose_full={BLAZEPOSE}",
                            f"+download.checkpoints.rtmpose_m={rtmpose}", f"cache.dir={tmp_path / 'cache'}",
-                           f"backend.dir={onnx_dir}", f"hydra.sweep.dir={sweep}"],
+                           f"cache.machine_dir={machine_dir}", f"hydra.sweep.dir={sweep}"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {r["pose/model"]: r for r in csv.DictReader((sweep / "sweep.csv").open())}
