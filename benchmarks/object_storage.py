@@ -2,7 +2,8 @@
 
     python -m benchmarks.object_storage [--repeats 3] [--frames 100]
 
-The bucket is moto's S3 server (a process of its own on 127.0.0.1): every entry is a real HTTP request, with the same SDK, signing and
+The bucket is moto's S3 server (a process of its own on 127.0.0.1): every
+entry is a real HTTP request, through the runner's own client, with signing and
 retries as against AWS or MinIO, though with a loopback's round trip (well
 under a millisecond) rather than a network's. Each input (the shared COCO
 images; the demo video, its first --frames frames) is run by three
