@@ -188,7 +188,8 @@ def _from_botocore() -> Settings:
     return Settings(endpoint or "", region, None, provide)
 
 
-_made: dict = {}
+_made: dict = {}  # "settings": this process's Settings
+_stores: dict = {}  # bucket name: its S3Store
 _making = threading.Lock()
 
 
@@ -206,7 +207,7 @@ def store(bucket: str):
     if found.keys is None and found.provider is None:
         raise NoCredentials()
     with _making:
-        if bucket not in _made:
+        if bucket not in _stores:
             from obstore.store import S3Store
             retry = {"max_retries": attempts() - 1, "retry_timeout": timedelta(minutes=3),
                      "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=15),
@@ -217,17 +218,18 @@ def store(bucket: str):
                       "read_timeout": "60s", "timeout": "24h"}
             # S3Store also reads AWS_* variables of its own (AWS_ENDPOINT, AWS_CONDITIONAL_PUT,
             # AWS_SKIP_SIGNATURE...): what it may take from them is given here instead
-            _made[bucket] = S3Store(bucket, region=found.region, endpoint=found.url(), conditional_put="etag",
+            _stores[bucket] = S3Store(bucket, region=found.region, endpoint=found.url(), conditional_put="etag",
                                     skip_signature=False, virtual_hosted_style_request=False,
                                     client_options=client, retry_config=retry, credential_provider=found.provider,
                                     **(found.keys or {}))
-        return _made[bucket]
+        return _stores[bucket]
 
 
 def forget_client() -> None:
     """Make the next request resolve settings and build stores anew (from the environment as it is then)."""
     with _making:
         _made.clear()
+        _stores.clear()
 
 
 def endpoint() -> str:
