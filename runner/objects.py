@@ -33,9 +33,11 @@ from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 from runner.errors import RunnerError
 
 SCHEME = "s3://"
-# Requests of one batch in flight at once (reads and writes of cache entries,
-# input images): enough to hide round trips, few enough to be polite to a store.
-CONCURRENCY = 16
+# Requests in flight at once (reads and writes of cache entries, leases, input
+# images): a chunk's lookups or a pose batch's leases in one or two round trips,
+# where a network's round trip is tens of milliseconds; S3 takes thousands of
+# requests a second per prefix.
+CONCURRENCY = 64
 MAX_ATTEMPTS = 5  # the AWS SDKs' default is 3; a store under load deserves a little more
 CHUNK_BYTES = 1 << 20  # a video is streamed to disk in pieces of this size
 DELETE_BATCH = 1000  # DeleteObjects takes 1000 keys a request

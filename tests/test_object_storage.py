@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -254,6 +255,27 @@ def test_the_server_stopping_mid_run_is_one_line_and_the_same_command_resumes(bo
     assert again.returncode == 0, again.stderr[-2000:]
     assert computed(tmp_path / "cut")["pose"] <= computed(local_run)["pose"] - len(kept)
     assert outputs(tmp_path / "cut") == outputs(local_run)
+
+
+def test_an_interrupted_run_leaves_every_entry_it_computed_in_the_bucket_and_no_lease(body, bucket, env, client,
+                                                                                     tmp_path):
+    """Entries are written while the next batch computes, and the next batch is
+    claimed (leased) ahead: stopped (SIGTERM, as Ctrl-C), a run waits for its
+    write behind and lets go of its claim, so nothing it computed is lost and
+    the next run does not wait for a lease."""
+    args = [f"input=s3://{bucket}/coco/", *body, f"cache.dir=s3://{bucket}/cache", "detect.batch_size=1",
+            "pose.batch_size=1", f"hydra.run.dir={tmp_path / 'cut'}"]
+    run = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    while run.poll() is None and len(entries(client, bucket, "pose")) < 2:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    run.communicate()
+    assert run.returncode == 1, "the run finished before it was stopped"
+    stopped = manifest(tmp_path / "cut")
+    assert stopped["status"] == "interrupted"
+    assert len(entries(client, bucket, "pose")) == stopped["stages"]["pose"]["computed"] >= 2
+    assert not client.list_objects_v2(Bucket=bucket, Prefix="cache/stages/.locks/").get("Contents")
 
 
 def entries(client, bucket: str, stage: str) -> list[str]:

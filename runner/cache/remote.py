@@ -5,7 +5,10 @@ cache's entries, keys, checksums and layout, one object per entry under
 - An entry is written whole by one PUT (a reader sees all of it or nothing)
   and verified on read: a damaged one is dropped with a warning and recomputed.
 - The reads and writes of a batch go concurrently (objects.CONCURRENCY at a
-  time), so many small entries do not wait on one round trip each.
+  time), so many small entries do not wait on one round trip each; and a
+  stage's round trips overlap its models: while a batch computes, the next
+  one is claimed (leases taken, lookups again) and the last one written
+  (`overlapped`).
 - Two jobs wanting one entry: its lock is an object made with a conditional
   write (If-None-Match: *), so exactly one job creates it; its holder
   rewrites it while computing (a lease), and a waiter that sees it unchanged
@@ -25,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -103,6 +107,7 @@ class ObjectStore(Store):
         self._checking: threading.Thread | None = threading.Thread(target=self._check, name="bucket-check",
                                                                    daemon=True)
         self._checking.start()
+        self._beside: ThreadPoolExecutor | None = None  # claims ahead and writes behind the models
 
     def _check(self) -> None:
         try:
@@ -125,6 +130,11 @@ class ObjectStore(Store):
 
     def _lock_key(self, key: EntryKey) -> str:
         return self.location.key(".locks", key.digest[:2], f"{key.digest}.lock")
+
+    def overlapped(self, fn, *args) -> Future:
+        if self._beside is None:  # a claim ahead, and a write behind while the one before ends
+            self._beside = ThreadPoolExecutor(3, thread_name_prefix="cache-beside")
+        return self._beside.submit(fn, *args)
 
     # -- locks ---------------------------------------------------------------
     def try_lock(self, key: EntryKey):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,6 +100,15 @@ class Store:
 
     def _lock_path(self, key: EntryKey) -> Path:
         return self.root / ".locks" / key.digest[:2] / f"{key.digest}.lock"
+
+    def overlapped(self, fn, *args) -> Future:
+        """fn(*args) as a future: a stage claims its next batch and writes its last
+        one through this while a batch computes. A folder has no round trips to
+        hide, so it runs now, in this thread (its OS locks are this thread's), and
+        its errors are raised here."""
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
 
     def try_lock(self, key: EntryKey):
         """The entry's lock, acquired, or None if another process computes it."""

@@ -11,6 +11,7 @@ one place, EntryKey.of; the manifest, replay and merges read the same
 declaration."""
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ class CachedStage(Stage):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._ahead: dict = {}  # id(item) -> its decoding, started while the previous batch computed
+        self._writing = None  # the last batch's write, done while the next ones compute (Store.overlapped)
         self._declared: Reads | None = None
 
     def accepts(self, record: Record) -> bool:
@@ -206,58 +208,110 @@ class CachedStage(Stage):
         results: list = self._lookup_many(keys)
         todo = [i for i, found in enumerate(results) if found is None]
         self.stats.hits += len(units) - len(todo)
-        waiting = []
         batches = [todo[at:at + self.batch_size] for at in range(0, len(todo), self.batch_size)]
-        for at, batch in enumerate(batches):
-            if at + 1 < len(batches):  # the next batch's images decode while this one's model runs
-                self._decode_ahead([units[i].record for i in batches[at + 1]])
-            waiting += self._compute_locked(batch, units, keys, results)
+        waiting = self._compute_claimed(batches, units, keys, results)
         self._ahead.clear()
         for i in waiting:  # another process held these: wait for it, then reuse
             with self.store.locked(keys[i]):
                 results[i] = self.store.get(keys[i])
                 if results[i] is None:
-                    self._compute_batch([i], units, keys, results)
+                    self.store.put_many(self._compute_batch([i], units, keys, results))
                 else:
                     self.stats.hits += 1
         done = [(u, r) for u, r in zip(units, results) if r is not None]
         self.attach([u for u, _ in done], [r for _, r in done])
         self.stats.seconds += time.perf_counter() - start
 
-    def _compute_locked(self, batch: list[int], units, keys, results) -> list[int]:
-        """Compute the units of `batch` whose locks we get; return the others."""
+    def _compute_claimed(self, batches: list[list[int]], units, keys, results) -> list[int]:
+        """Compute each batch's units whose locks we get; return the others (another
+        process computes them). A store with round trips (a bucket) claims the next
+        batch while a batch computes, and writes a batch while the next one
+        computes (Store.overlapped): one claim ahead, and one write behind per
+        stage (across chunks; `end` and `finish` wait for the last), so memory
+        stays bounded and a failed write stops the run a batch later at most."""
+        claiming = self.store.overlapped(self._claim, batches[0], keys) if batches else None
+        waiting: list[int] = []
+        try:
+            for at, batch in enumerate(batches):
+                held, taken, found = claiming.result()
+                claiming = None
+                waiting += taken
+                try:
+                    if at + 1 < len(batches):  # the next batch's images decode while this one's model runs
+                        self._decode_ahead([units[i].record for i in batches[at + 1]])
+                        claiming = self.store.overlapped(self._claim, batches[at + 1], keys)
+                    mine = []
+                    for (i, _), result in zip(held, found):
+                        results[i] = result
+                        if result is None:
+                            mine.append(i)
+                        else:
+                            self.stats.hits += 1
+                    entries = self._compute_batch(mine, units, keys, results) if mine else []
+                except BaseException:
+                    self.store.release_many([lock for _, lock in held])
+                    raise
+                # handed to the writer at once (an interruption cannot come between), then the one before waited for
+                behind, self._writing = self._writing, self.store.overlapped(self._write, entries,
+                                                                             [lock for _, lock in held])
+                if behind is not None:
+                    behind.result()
+        except BaseException:
+            if claiming is not None:  # claimed ahead: let go
+                with contextlib.suppress(Exception):
+                    self.store.release_many([lock for _, lock in claiming.result()[0]])
+            raise
+        return waiting
+
+    def _claim(self, batch: list[int], keys) -> tuple[list, list[int], list]:
+        """(the (index, lock)s we got, the indices another process holds, the held
+        entries' lookups again: finished by another process since our first lookup?)"""
         locks = self.store.try_lock_many([keys[i] for i in batch])
         held = [(i, lock) for i, lock in zip(batch, locks) if lock is not None]
-        waiting = [i for i, lock in zip(batch, locks) if lock is None]
         try:
-            found = self._lookup_many([keys[i] for i, _ in held])  # finished by another process since our lookup?
-            mine = []
-            for (i, _), result in zip(held, found):
-                results[i] = result
-                if result is None:
-                    mine.append(i)
-                else:
-                    self.stats.hits += 1
-            if mine:
-                self._compute_batch(mine, units, keys, results)
-        finally:
+            found = self._lookup_many([keys[i] for i, _ in held])
+        except BaseException:
             self.store.release_many([lock for _, lock in held])
-        return waiting
+            raise
+        return held, [i for i, lock in zip(batch, locks) if lock is None], found
+
+    def _write(self, entries: list, locks: list) -> None:
+        try:
+            self.store.put_many(entries)
+        finally:
+            self.store.release_many(locks)
+
+    def _written(self) -> None:
+        """Wait for the write behind, if any (its error stops the run here)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def end(self) -> None:
+        start = time.perf_counter()
+        self._written()
+        self.stats.seconds += time.perf_counter() - start
+
+    def finish(self) -> None:
+        """Also after a failure or an interruption: what was computed is written."""
+        with contextlib.suppress(Exception):
+            self._written()
 
     def may_compute(self) -> bool:
         """Whether misses may be computed (cache.no_models: a merge reads only)."""
         return True
 
-    def _compute_batch(self, indices: list[int], units, keys, results) -> None:
+    def _compute_batch(self, indices: list[int], units, keys, results) -> list[tuple]:
+        """Compute the units of `indices` into `results`; return the cache entries to store."""
         if not self.may_compute():
             for i in indices:
                 units[i].record.error = (f"{self.name} result not in the cache, and cache.no_models=true: the job "
                                          "meant to compute it did not finish; run it again")
-            return
+            return []
         self._decode([units[i].record for i in indices])
         indices = [i for i in indices if units[i].record.ok]
         if not indices:
-            return
+            return []
         done = []
         for i, out in self._compute_isolated(indices, units):
             wrong = self.invalid(out)
@@ -265,10 +319,10 @@ class CachedStage(Stage):
                 units[i].record.error = f"{self.name} of {units[i].record.item.source}: {wrong}"
             else:
                 done.append((i, out))
-        self.store.put_many([(keys[i], out, self.label()) for i, out in done])
         for i, out in done:
             results[i] = out
             self.stats.computed += 1
+        return [(keys[i], out, self.label()) for i, out in done]
 
     def _compute_isolated(self, indices: list[int], units) -> list[tuple[int, dict]]:
         """compute() on a batch. A unit whose own input the model's

@@ -238,6 +238,7 @@ class Visualize(CachedStage):
             self.writers[name].write(frame)
 
     def finish(self) -> None:
+        super().finish()
         for writer in self.writers.values():
             if writer is not None:
                 writer.release()
