@@ -18,14 +18,16 @@ test: setup
 	$(PY) -m pytest -q --durations=25
 
 # Not part of `make test`: timings belong here, never in tests. rtmlib, the peer,
-# is installed pinned into .cache/bench-libs (pyproject's `bench` extra), outside
-# the project's environment: it is not a dependency of the runner.
+# and rclone (its S3 server holds the object-storage benchmark's bucket) are
+# installed pinned into .cache/bench-libs (pyproject's `bench` extra), outside the
+# project's environment: neither is a dependency of the runner.
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target .cache/bench-libs \
-	  "$$(sed -n 's/.*"\(rtmlib==[^"]*\)".*/\1/p' pyproject.toml)"
+	  $$(sed -n 's/^bench = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 	$(PY) -m pytest benchmarks/test_micro.py -q --benchmark-enable --benchmark-columns=min,median,max
 	$(PY) -m benchmarks.compare
 	$(PY) -m benchmarks.peers
+	$(PY) -m benchmarks.object_storage
 
 doctor: setup
 	$(PY) -m runner.doctor
