@@ -128,6 +128,15 @@ class Store:
         for held in locks:
             held.release()
 
+    def wait_many(self, keys: list[EntryKey]) -> list[dict[str, np.ndarray] | None]:
+        """Entries another process held: wait for each holder (or for its lock to go
+        stale), then look each up (None: it was not written; compute it here)."""
+        return [self._after_holder(key) for key in keys]
+
+    def _after_holder(self, key: EntryKey) -> dict[str, np.ndarray] | None:
+        with self.locked(key):
+            return self.get(key)
+
     def locked(self, key: EntryKey):
         """Wait (at most lock_timeout_s) for whoever computes the entry."""
         if self.read_only:

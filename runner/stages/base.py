@@ -211,8 +211,13 @@ class CachedStage(Stage):
         batches = [todo[at:at + self.batch_size] for at in range(0, len(todo), self.batch_size)]
         waiting = self._compute_claimed(batches, units, keys, results)
         self._ahead.clear()
-        for i in waiting:  # another process held these: wait for it, then reuse
-            with self.store.locked(keys[i]):
+        # another process held these: wait for it, then reuse what it wrote
+        for i, found in zip(waiting, self.store.wait_many([keys[i] for i in waiting])):
+            if found is not None:
+                results[i] = found
+                self.stats.hits += 1
+                continue
+            with self.store.locked(keys[i]):  # it stopped before writing it: compute it here
                 results[i] = self.store.get(keys[i])
                 if results[i] is None:
                     self.store.put_many(self._compute_batch([i], units, keys, results))
